@@ -1,0 +1,7 @@
+"""All SQL of the gateway. Functions take the request's ``Db`` first, never commit, and
+return row mappings (``Row``) keyed by column name."""
+
+from collections.abc import Mapping
+from typing import Any
+
+Row = Mapping[str, Any]

@@ -1,0 +1,112 @@
+"""analytics.chat_events: filtered pages and SQL-side aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import text
+
+from gateway.db import Db
+from gateway.store import Row
+
+EventKeyset = tuple[datetime | None, UUID]
+
+# groupBy value -> (SQL expression, output column)
+GROUPS = {
+    "source": "metadata->>'source'",
+    "day": "(created_at AT TIME ZONE 'UTC')::date",
+    "model": "model_name",
+}
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    source: str | None = None  # 'v1' | 'v2'
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+    user_id: UUID | None = None
+    document_id: UUID | None = None
+    model_name: str | None = None
+
+
+def _where(f: EventFilter) -> tuple[list[str], dict[str, object]]:
+    where: list[str] = []
+    params: dict[str, object] = {}
+    for column, value, op in (
+        ("metadata->>'source'", f.source, "="),
+        ("created_at", f.start, ">="),
+        ("created_at", f.end, "<"),
+        ("user_id", f.user_id, "="),
+        ("document_id", f.document_id, "="),
+        ("model_name", f.model_name, "="),
+    ):
+        if value is not None:
+            name = f"p{len(params)}"
+            where.append(f"{column} {op} :{name}")
+            params[name] = value
+    return where, params
+
+
+def _clause(where: list[str]) -> str:
+    return f"WHERE {' AND '.join(where)}" if where else ""
+
+
+async def page(db: Db, f: EventFilter, *, after: EventKeyset | None, limit: int) -> list[Row]:
+    """Events newest first (``created_at`` desc, then id desc)."""
+    where, params = _where(f)
+    if after is not None:
+        at, row_id = after
+        if at is None:
+            where.append("(created_at IS NULL AND id < :after_id)")
+        else:
+            where.append(
+                "(created_at < :after_at OR (created_at = :after_at AND id < :after_id) "
+                "OR created_at IS NULL)"
+            )
+            params["after_at"] = at
+        params["after_id"] = row_id
+    sql = (
+        f"SELECT * FROM analytics.chat_events {_clause(where)} "
+        "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
+    )
+    return list(await db.rows(text(sql), {**params, "limit": limit}))
+
+
+async def count(db: Db, f: EventFilter) -> int:
+    where, params = _where(f)
+    return int(
+        await db.scalar(text(f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"), params)
+    )
+
+
+async def stats(db: Db, f: EventFilter, group_by: Sequence[str]) -> list[Row]:
+    """One row per group with ``events``, ``tokens_total`` and ``cost_total``, computed in SQL.
+
+    Grouped columns are named ``source``, ``day``, ``model``; the others are NULL.
+    """
+    where, params = _where(f)
+    groups = list(dict.fromkeys(group_by))
+    selected = [
+        f"{GROUPS[g]} AS {g}" if g in groups else f"NULL AS {g}" for g in ("source", "day", "model")
+    ]
+    group_clause = f"GROUP BY {', '.join(GROUPS[g] for g in groups)}" if groups else ""
+    order = f"ORDER BY {', '.join(str(i + 1) for i in range(3))}"
+    sql = (
+        f"SELECT {', '.join(selected)}, count(*)::int AS events, "
+        "coalesce(sum(tokens_total), 0)::bigint AS tokens_total, "
+        "coalesce(sum(cost_total), 0)::numeric AS cost_total "
+        f"FROM analytics.chat_events {_clause(where)} {group_clause} {order}"
+    )
+    return list(await db.rows(text(sql), params))
+
+
+async def by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
+    return list(
+        await db.rows(
+            text("SELECT * FROM analytics.chat_events WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": list(ids)},
+        )
+    )

@@ -1,0 +1,70 @@
+"""Messages of both stores: pages per conversation (oldest first) and messages by id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import text
+
+from gateway.db import Db
+from gateway.store import Row
+
+TABLES = {"v1": "chat_messages", "v2": "v2_messages"}
+
+MessageKeyset = tuple[datetime | None, UUID]
+
+
+def _table(source: str) -> str:
+    return TABLES[source]
+
+
+async def first_by_conversation(
+    db: Db,
+    source: str,
+    conversation_ids: Sequence[UUID],
+    *,
+    after: MessageKeyset | None,
+    limit: int,
+) -> list[Row]:
+    """The first ``limit`` messages (after ``after``) of each conversation, in one statement.
+
+    Order is ``created_at`` then ``id`` ascending; rows carry ``conversation_key``.
+    """
+    table = _table(source)
+    params: dict[str, object] = {"ids": list(conversation_ids), "limit": limit}
+    keyset = ""
+    if after is not None:
+        keyset = (
+            "AND (m.created_at, m.id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
+        )
+        params.update(after_at=after[0], after_id=after[1])
+    sql = f"""
+    SELECT k.conversation_key, x.* FROM unnest(CAST(:ids AS uuid[])) AS k(conversation_key)
+    CROSS JOIN LATERAL (
+      SELECT m.* FROM {table} m WHERE m.conversation_id = k.conversation_key {keyset}
+      ORDER BY m.created_at, m.id LIMIT :limit
+    ) x
+    """
+    return list(await db.rows(text(sql), params))
+
+
+async def count_by_conversation(db: Db, source: str, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
+    rows = await db.rows(
+        text(
+            f"SELECT conversation_id, count(*)::int AS n FROM {_table(source)} "
+            "WHERE conversation_id = ANY(CAST(:ids AS uuid[])) GROUP BY conversation_id"
+        ),
+        {"ids": list(conversation_ids)},
+    )
+    return {r["conversation_id"]: r["n"] for r in rows}
+
+
+async def by_ids(db: Db, source: str, ids: Sequence[UUID]) -> list[Row]:
+    return list(
+        await db.rows(
+            text(f"SELECT * FROM {_table(source)} WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": list(ids)},
+        )
+    )

@@ -1,0 +1,81 @@
+"""v2 projects and their documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import text
+
+from gateway.db import Db
+from gateway.store import Row
+
+ProjectKeyset = tuple[datetime | None, UUID]
+
+
+def _filter(status: str | None, starred: bool | None) -> tuple[list[str], dict[str, object]]:
+    where: list[str] = []
+    params: dict[str, object] = {}
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    if starred is not None:
+        where.append("coalesce(starred, false) = :starred")
+        params["starred"] = starred
+    return where, params
+
+
+async def page(
+    db: Db,
+    *,
+    status: str | None,
+    starred: bool | None,
+    after: ProjectKeyset | None,
+    limit: int,
+) -> list[Row]:
+    """Visible projects, newest first (``created_at`` desc, then id desc)."""
+    where, params = _filter(status, starred)
+    if after is not None:
+        at, row_id = after
+        if at is None:
+            where.append("(created_at IS NULL AND id < :after_id)")
+        else:
+            where.append(
+                "(created_at < :after_at OR (created_at = :after_at AND id < :after_id) "
+                "OR created_at IS NULL)"
+            )
+            params["after_at"] = at
+        params["after_id"] = row_id
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    sql = (
+        f"SELECT * FROM v2_projects {clause} "
+        "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
+    )
+    return list(await db.rows(text(sql), {**params, "limit": limit}))
+
+
+async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
+    where, params = _filter(status, starred)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return int(await db.scalar(text(f"SELECT count(*) FROM v2_projects {clause}"), params))
+
+
+async def by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
+    return list(
+        await db.rows(
+            text("SELECT * FROM v2_projects WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": list(ids)},
+        )
+    )
+
+
+async def documents_by_project(db: Db, project_ids: Sequence[UUID]) -> list[Row]:
+    """Documents of each project, pinned first, then by when they were added."""
+    sql = """
+    SELECT l.project_id AS project_key, l.pinned, d.*
+    FROM v2_project_documents l JOIN documents d ON d.id = l.document_id
+    WHERE l.project_id = ANY(CAST(:ids AS uuid[]))
+    ORDER BY l.project_id, coalesce(l.pinned, false) DESC, l.added_at, d.id
+    """
+    return list(await db.rows(text(sql), {"ids": list(project_ids)}))

@@ -1,0 +1,14 @@
+"""ProjectById."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from gateway.db import Db
+from gateway.store import Row, projects
+from loaders.base import by_key
+
+
+async def ProjectById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+    return by_key(await projects.by_ids(db, keys), keys)

@@ -1,0 +1,1 @@
+"""Root-field resolvers: plain async functions reading loaders and the store from the context."""

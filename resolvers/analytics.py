@@ -1,0 +1,71 @@
+"""``Query.chatEvents`` and ``Query.chatEventStats``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway.errors import BadUserInput
+from gateway.store import analytics as store
+from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
+from schema.common import Connection, Info, build_connection, page_size
+from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, expect_id
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise BadUserInput(f"{name} must carry a UTC offset")
+    return value
+
+
+def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
+    if f is None:
+        return store.EventFilter()
+    return store.EventFilter(
+        source=f.source.value if f.source else None,
+        start=_aware(f.from_, "from"),
+        end=_aware(f.to, "to"),
+        user_id=expect_id(f.user_id, "Profile", argument="userId")[1] if f.user_id else None,
+        document_id=(
+            expect_id(f.document_id, "Document", argument="documentId")[1]
+            if f.document_id
+            else None
+        ),
+        model_name=f.model_name,
+    )
+
+
+async def chat_events(
+    info: Info, filter: ChatEventFilter | None, first: int | None, after: str | None
+) -> Connection[ChatEvent]:
+    limit = page_size(first)
+    criteria = to_store_filter(filter)
+    keyset = None
+    if after is not None:
+        at, row_id = decode_cursor("event", after, 2)
+        keyset = (cursor_datetime(at), cursor_uuid(row_id))
+    context = info.context
+    if context.is_anonymous:
+        return Connection.empty()
+    rows = await store.page(await context.db(), criteria, after=keyset, limit=limit + 1)
+
+    async def count() -> int:
+        return await store.count(await context.db(), criteria)
+
+    return build_connection(
+        rows,
+        limit,
+        ChatEvent.from_row,
+        lambda r: encode_cursor("event", r["created_at"], r["id"]),
+        count,
+    )
+
+
+async def chat_event_stats(
+    info: Info, filter: ChatEventFilter | None, group_by: list[ChatEventGroupBy] | None
+) -> list[ChatEventBucket]:
+    criteria = to_store_filter(filter)
+    if info.context.is_anonymous:
+        return []
+    groups = [g.value for g in group_by or []]
+    rows = await store.stats(await info.context.db(), criteria, groups)
+    return [ChatEventBucket.from_row(r) for r in rows]

@@ -1,0 +1,58 @@
+"""``Query.conversations``: one keyset-paginated listing over both stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway.errors import BadUserInput
+from gateway.store import conversations as store
+from schema.common import Connection, Info, Source, build_connection, page_size
+from schema.conversation import Conversation, conversation_cursor, conversation_from_row
+from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, expect_id
+from schema.inputs import ConversationFilter
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise BadUserInput(f"{name} must carry a UTC offset")
+    return value
+
+
+def to_store_filter(f: ConversationFilter | None) -> store.ConversationFilter:
+    if f is None:
+        return store.ConversationFilter()
+
+    def uuid_of(value: str | None, type_name: str, argument: str) -> object:
+        return expect_id(value, type_name, argument=argument)[1] if value is not None else None
+
+    return store.ConversationFilter(
+        source=f.source.value if isinstance(f.source, Source) else None,
+        owner_id=uuid_of(f.owner_id, "Profile", "ownerId"),  # type: ignore[arg-type]
+        project_id=uuid_of(f.project_id, "Project", "projectId"),  # type: ignore[arg-type]
+        document_id=uuid_of(f.document_id, "Document", "documentId"),  # type: ignore[arg-type]
+        is_active=f.is_active,
+        last_message_after=_aware(f.last_message_after, "lastMessageAfter"),
+        last_message_before=_aware(f.last_message_before, "lastMessageBefore"),
+        include_migrated=bool(f.include_migrated),
+    )
+
+
+async def conversations(
+    info: Info, filter: ConversationFilter | None, first: int | None, after: str | None
+) -> Connection[Conversation]:
+    limit = page_size(first)
+    criteria = to_store_filter(filter)
+    keyset = None
+    if after is not None:
+        at, row_id = decode_cursor("conversation", after, 2)
+        keyset = (cursor_datetime(at), cursor_uuid(row_id))
+    context = info.context
+    if context.is_anonymous:
+        return Connection.empty()
+    db = await context.db()
+    rows = await store.page(db, criteria, after=keyset, limit=limit + 1)
+
+    async def count() -> int:
+        return await store.count(await context.db(), criteria)
+
+    return build_connection(rows, limit, conversation_from_row, conversation_cursor, count)

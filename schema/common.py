@@ -1,0 +1,100 @@
+"""Shared graph pieces: the Node interface, Source, Relay connections, page-size rules."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import strawberry
+
+from gateway.context import Context
+from gateway.errors import BadUserInput
+
+Info = strawberry.Info[Context, None]
+
+T = TypeVar("T")
+
+DEFAULT_FIRST = 20
+MAX_FIRST = 100
+
+
+@strawberry.enum
+class Source(Enum):
+    V1 = "v1"
+    V2 = "v2"
+
+
+@strawberry.interface(description="An object with a globally unique, opaque id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+    start_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+async def _zero() -> int:
+    return 0
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Size of the whole filtered list, whatever `after` is.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+    @classmethod
+    def empty(cls) -> Connection[Any]:
+        return cls(
+            edges=[],
+            page_info=PageInfo(has_next_page=False, end_cursor=None, start_cursor=None),
+            count=_zero,
+        )
+
+
+def page_size(first: int | None) -> int:
+    """``first`` as given (None means the default), checked against 1..100."""
+    if first is None:
+        return DEFAULT_FIRST
+    if not 1 <= first <= MAX_FIRST:
+        raise BadUserInput(f"first must be between 1 and {MAX_FIRST}, got {first}")
+    return first
+
+
+def build_connection(
+    rows: Sequence[Any],
+    limit: int,
+    node: Callable[[Any], T],
+    cursor: Callable[[Any], str],
+    count: Callable[[], Awaitable[int]],
+) -> Connection[T]:
+    """A connection over ``rows`` fetched with ``limit + 1`` (the extra row tells whether
+    there is a next page and is not returned)."""
+    page = rows[:limit]
+    edges = [Edge(cursor=cursor(r), node=node(r)) for r in page]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > limit,
+            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
+        count=count,
+    )
+
+

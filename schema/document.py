@@ -1,0 +1,88 @@
+"""Documents and their typologies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from schema.common import Info, Node
+from schema.geo import City, Zone, Zoning, load_city, load_zone, load_zoning
+from schema.ids import to_global_id
+
+
+@strawberry.type
+class Typology(Node):
+    database_id: UUID
+    name: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Typology:
+        return cls(
+            id=strawberry.ID(to_global_id("Typology", row["id"])),
+            database_id=row["id"],
+            name=row["name"],
+        )
+
+
+@strawberry.type
+class Document(Node):
+    database_id: UUID
+    title: str | None
+    url: str | None
+    created_at: datetime | None
+    city_id: strawberry.Private[UUID | None]
+    zoning_id: strawberry.Private[UUID | None]
+    zone_id: strawberry.Private[UUID | None]
+    typology_id: strawberry.Private[UUID | None]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Document:
+        return cls(
+            id=strawberry.ID(to_global_id("Document", row["id"])),
+            database_id=row["id"],
+            title=row["title"],
+            url=row["url"],
+            created_at=row["created_at"],
+            city_id=row["city_id"],
+            zoning_id=row["zoning_id"],
+            zone_id=row["zone_id"],
+            typology_id=row["typology_id"],
+        )
+
+    @strawberry.field
+    async def city(self, info: Info) -> City | None:
+        return await load_city(info, self.city_id)
+
+    @strawberry.field
+    async def zoning(self, info: Info) -> Zoning | None:
+        return await load_zoning(info, self.zoning_id)
+
+    @strawberry.field
+    async def zone(self, info: Info) -> Zone | None:
+        return await load_zone(info, self.zone_id)
+
+    @strawberry.field
+    async def typology(self, info: Info) -> Typology | None:
+        if self.typology_id is None:
+            return None
+        row = await info.context.loaders.typology.load(self.typology_id)
+        return Typology.from_row(row) if row else None
+
+
+async def load_document(info: Info, document_id: UUID | None) -> Document | None:
+    if document_id is None:
+        return None
+    row = await info.context.loaders.document.load(document_id)
+    return Document.from_row(row) if row else None
+
+
+async def load_documents(info: Info, ids: Sequence[UUID] | None) -> list[Document]:
+    """Documents in the order of ``ids``; ids of missing rows are skipped."""
+    if not ids:
+        return []
+    rows = await info.context.loaders.document.load_many(list(ids))
+    return [Document.from_row(r) for r in rows if r]

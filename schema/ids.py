@@ -1,0 +1,107 @@
+"""Opaque global ids (``base64url("Type:uuid")``) and cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+
+from gateway.errors import BadUserInput
+
+NODE_TYPES = frozenset(
+    {
+        "V1Conversation",
+        "V2Conversation",
+        "V1Message",
+        "V2Message",
+        "Project",
+        "City",
+        "Zoning",
+        "Zone",
+        "Typology",
+        "Document",
+        "Profile",
+        "Migration",
+        "ChatEvent",
+    }
+)
+
+
+def to_global_id(type_name: str, database_id: UUID) -> str:
+    raw = f"{type_name}:{database_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _b64decode(value: str) -> str:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise BadUserInput(f"malformed id {value[:64]!r}") from None
+
+
+def from_global_id(value: str) -> tuple[str, UUID]:
+    """Decode a global id; a malformed one is ``BAD_USER_INPUT``."""
+    decoded = _b64decode(value)
+    type_name, sep, raw_id = decoded.partition(":")
+    if not sep or type_name not in NODE_TYPES:
+        raise BadUserInput(f"malformed id {value[:64]!r}")
+    try:
+        return type_name, UUID(raw_id)
+    except ValueError:
+        raise BadUserInput(f"malformed id {value[:64]!r}") from None
+
+
+def expect_id(value: str, *type_names: str, argument: str = "id") -> tuple[str, UUID]:
+    """Decode a global id that must name one of ``type_names``."""
+    type_name, database_id = from_global_id(value)
+    if type_name not in type_names:
+        raise BadUserInput(
+            f"{argument} must be the id of a {' or '.join(type_names)}, got a {type_name} id"
+        )
+    return type_name, database_id
+
+
+def encode_cursor(kind: str, *parts: object) -> str:
+    values = [
+        None if p is None else p.isoformat() if isinstance(p, datetime) else str(p) for p in parts
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps([kind, *values])).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str, count: int) -> list[str | None]:
+    """Split a cursor of ``kind`` into its ``count`` raw parts (None for NULL)."""
+    try:
+        parts = orjson.loads(_b64decode(cursor))
+    except (BadUserInput, orjson.JSONDecodeError):
+        raise BadUserInput("invalid cursor") from None
+    if (
+        not isinstance(parts, list)
+        or len(parts) != count + 1
+        or parts[0] != kind
+        or not all(p is None or isinstance(p, str) for p in parts[1:])
+    ):
+        raise BadUserInput("invalid cursor")
+    return list(parts[1:])
+
+
+def cursor_datetime(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadUserInput("invalid cursor") from None
+    if value.tzinfo is None:
+        raise BadUserInput("invalid cursor")
+    return value
+
+
+def cursor_uuid(raw: str | None) -> UUID:
+    try:
+        return UUID(str(raw))
+    except ValueError:
+        raise BadUserInput("invalid cursor") from None

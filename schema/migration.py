@@ -1,0 +1,70 @@
+"""Migrations from v1 to v2 (the ``migration_tracking`` bridge)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from schema.common import Info, Node
+from schema.conversation import V1Conversation, V2Conversation, conversation_from_row
+from schema.ids import to_global_id
+from schema.project import Project
+
+
+@strawberry.enum
+class MigrationStatus(Enum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REVERTED = "reverted"
+
+
+@strawberry.type
+class Migration(Node):
+    database_id: UUID
+    status: MigrationStatus
+    migrated_at: datetime | None
+    reverted_at: datetime | None
+    error_message: str | None
+    v1_conversation_id: strawberry.Private[UUID | None]
+    v2_conversation_id: strawberry.Private[UUID | None]
+    v2_project_id: strawberry.Private[UUID | None]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Migration:
+        return cls(
+            id=strawberry.ID(to_global_id("Migration", row["id"])),
+            database_id=row["id"],
+            status=MigrationStatus(row["migration_status"]),
+            migrated_at=row["migrated_at"],
+            reverted_at=row["reverted_at"],
+            error_message=row["error_message"],
+            v1_conversation_id=row["v1_conversation_id"],
+            v2_conversation_id=row["v2_conversation_id"],
+            v2_project_id=row["v2_project_id"],
+        )
+
+    @strawberry.field
+    async def v1_conversation(self, info: Info) -> V1Conversation | None:
+        if self.v1_conversation_id is None:
+            return None
+        row = await info.context.loaders.v1_conversation.load(self.v1_conversation_id)
+        return conversation_from_row(row) if row else None  # type: ignore[return-value]
+
+    @strawberry.field
+    async def v2_conversation(self, info: Info) -> V2Conversation | None:
+        if self.v2_conversation_id is None:
+            return None
+        row = await info.context.loaders.v2_conversation.load(self.v2_conversation_id)
+        return conversation_from_row(row) if row else None  # type: ignore[return-value]
+
+    @strawberry.field
+    async def project(self, info: Info) -> Project | None:
+        if self.v2_project_id is None:
+            return None
+        row = await info.context.loaders.project.load(self.v2_project_id)
+        return Project.from_row(row) if row else None

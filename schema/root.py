@@ -1,0 +1,138 @@
+"""The root types and the schema factory (extensions depend on settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from gateway.settings import Settings
+from resolvers import analytics, conversations, nodes, projects, reference
+from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
+from schema.common import Connection, Info, Node
+from schema.conversation import Conversation, V1Conversation, V2Conversation
+from schema.document import Document, Typology
+from schema.errors import CodedMaskErrors, DirectiveLimiter, NoSuggestions
+from schema.geo import City, Zone, Zoning
+from schema.inputs import ConversationFilter, DocumentFilter, ProjectFilter
+from schema.message import V1Message, V2Message
+from schema.migration import Migration
+from schema.profile import Profile
+from schema.project import Project
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global id; null when absent or not visible.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await nodes.node(info, id)
+
+    @strawberry.field(description="Objects by global id, in order; null where not visible.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        return await nodes.nodes(info, list(ids))
+
+    @strawberry.field(
+        description="Conversations of both stores, latest activity first (NULLs last), "
+        "then databaseId descending."
+    )
+    async def conversations(
+        self,
+        info: Info,
+        filter: ConversationFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[Conversation]:
+        return await conversations.conversations(info, filter, first, after)
+
+    @strawberry.field(description="The signed-in user's profile; null when anonymous.")
+    async def viewer(self, info: Info) -> Profile | None:
+        return await projects.viewer(info)
+
+    @strawberry.field(description="Visible projects, newest first.")
+    async def projects(
+        self,
+        info: Info,
+        filter: ProjectFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[Project]:
+        return await projects.projects(info, filter, first, after)
+
+    @strawberry.field(description="Cities by name; `search` matches a substring, any case.")
+    async def cities(
+        self, info: Info, search: str | None = None, first: int | None = 20, after: str | None = None
+    ) -> Connection[City]:
+        return await reference.cities(info, search, first, after)
+
+    @strawberry.field(description="Documents by title.")
+    async def documents(
+        self,
+        info: Info,
+        filter: DocumentFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[Document]:
+        return await reference.documents(info, filter, first, after)
+
+    @strawberry.field(description="Analytics events, newest first.")
+    async def chat_events(
+        self,
+        info: Info,
+        filter: ChatEventFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[ChatEvent]:
+        return await analytics.chat_events(info, filter, first, after)
+
+    @strawberry.field(description="Event counts, tokens and cost, grouped as asked.")
+    async def chat_event_stats(
+        self,
+        info: Info,
+        filter: ChatEventFilter | None = None,
+        group_by: list[ChatEventGroupBy] | None = None,
+    ) -> list[ChatEventBucket]:
+        return await analytics.chat_event_stats(info, filter, group_by)
+
+
+TYPES = [V1Conversation, V2Conversation, V1Message, V2Message, Zoning, Zone, Typology, Migration]
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    limits = settings.limits
+    # Factories, not instances: strawberry builds fresh extensions for every request (the
+    # parser and validation LRU caches live at module level and are shared).
+    extensions: list[Callable[[], SchemaExtension]] = [
+        CodedMaskErrors,
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: DirectiveLimiter(max_directives=limits.max_directives),
+    ]
+    if not settings.introspection:
+        extensions += [DisableIntrospection, NoSuggestions]
+    return strawberry.Schema(
+        query=Query,
+        types=TYPES,
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+def schema_sdl() -> str:
+    return str(build_schema()).rstrip() + "\n"
+
+
+__all__ = ["ChatEventBucket", "build_schema", "schema_sdl"]
