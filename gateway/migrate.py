@@ -77,3 +77,19 @@ def downgrade(url: str, target: str) -> None:
         _in_thread(command.downgrade, alembic_config(url), target)
     except CommandError as exc:
         raise MigrationError(str(exc)) from None
+
+
+async def current_revision(url: str) -> str | None:
+    """The revision recorded in the database (None when never migrated)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.connect() as conn:
+            exists = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+            if exists is None:
+                return None
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,7 @@
+"""ASGI entry point for process managers: ``uvicorn gateway.asgi:app`` (settings from the
+environment)."""
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+app = create_app(Settings.from_env())
