@@ -68,3 +68,50 @@ class Migration(Node):
             return None
         row = await info.context.loaders.project.load(self.v2_project_id)
         return Project.from_row(row) if row else None
+
+
+@strawberry.input
+class MigrateConversationInput:
+    conversation_id: strawberry.ID = strawberry.field(description="A V1Conversation id.")
+    project_id: strawberry.ID | None = strawberry.field(
+        default=None, description="An existing project of the owner; a new draft otherwise."
+    )
+
+
+@strawberry.input
+class RevertMigrationInput:
+    conversation_id: strawberry.ID = strawberry.field(
+        description="The V1Conversation or its V2Conversation copy."
+    )
+
+
+@strawberry.type
+class MigrateConversationPayload:
+    migration: Migration
+    already_migrated: bool
+
+    @strawberry.field
+    async def conversation(self, info: Info) -> V2Conversation:
+        conversation = await self.migration.v2_conversation(info)
+        if conversation is None:
+            raise LookupError("migrated conversation is not visible")
+        return conversation
+
+    @strawberry.field
+    async def project(self, info: Info) -> Project:
+        project = await self.migration.project(info)
+        if project is None:
+            raise LookupError("migrated project is not visible")
+        return project
+
+
+@strawberry.type
+class RevertMigrationPayload:
+    migration: Migration
+
+    @strawberry.field
+    async def v1_conversation(self, info: Info) -> V1Conversation:
+        conversation = await self.migration.v1_conversation(info)
+        if conversation is None:
+            raise LookupError("reverted conversation is not visible")
+        return conversation

@@ -17,7 +17,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.settings import Settings
-from resolvers import analytics, conversations, nodes, projects, reference
+from resolvers import analytics, conversations, migrations, nodes, projects, reference
 from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
 from schema.common import Connection, Info, Node
 from schema.conversation import Conversation, V1Conversation, V2Conversation
@@ -26,7 +26,13 @@ from schema.errors import CodedMaskErrors, DirectiveLimiter, NoSuggestions
 from schema.geo import City, Zone, Zoning
 from schema.inputs import ConversationFilter, DocumentFilter, ProjectFilter
 from schema.message import V1Message, V2Message
-from schema.migration import Migration
+from schema.migration import (
+    MigrateConversationInput,
+    MigrateConversationPayload,
+    Migration,
+    RevertMigrationInput,
+    RevertMigrationPayload,
+)
 from schema.profile import Profile
 from schema.project import Project
 
@@ -104,6 +110,26 @@ class Query:
         return await analytics.chat_event_stats(info, filter, group_by)
 
 
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Copy a v1 conversation into v2 in one transaction; idempotent and safe "
+        "under concurrent calls (a repeat returns the first result)."
+    )
+    async def migrate_conversation(
+        self, info: Info, input: MigrateConversationInput
+    ) -> MigrateConversationPayload:
+        row, already = await migrations.migrate(info, input.conversation_id, input.project_id)
+        return MigrateConversationPayload(migration=Migration.from_row(row), already_migrated=already)
+
+    @strawberry.mutation(
+        description="Remove the v2 copy of a migrated conversation; v1 is left as it was."
+    )
+    async def revert_migration(self, info: Info, input: RevertMigrationInput) -> RevertMigrationPayload:
+        row = await migrations.revert(info, input.conversation_id)
+        return RevertMigrationPayload(migration=Migration.from_row(row))
+
+
 TYPES = [V1Conversation, V2Conversation, V1Message, V2Message, Zoning, Zone, Typology, Migration]
 
 
@@ -125,6 +151,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions += [DisableIntrospection, NoSuggestions]
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         types=TYPES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

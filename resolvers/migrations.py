@@ -1,0 +1,90 @@
+"""``Mutation.migrateConversation`` and ``Mutation.revertMigration``.
+
+Rights are checked under the viewer's own role (RLS decides what they can see: an owner sees
+their conversation, an admin sees all); the copy itself runs as ``service_role`` inside the
+same transaction, then the transaction switches back to the viewer for the payload.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from gateway.db import Viewer, become
+from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
+from gateway.store import migration as store
+from schema.common import Info
+from schema.ids import expect_id
+
+
+async def _as_service(info: Info) -> None:
+    context = info.context
+    await become(await context.db(), Viewer.service(), context.settings)
+
+
+async def _as_viewer(info: Info) -> None:
+    context = info.context
+    await become(await context.db(), context.viewer, context.settings)
+
+
+def _signed_in(info: Info) -> None:
+    if info.context.is_anonymous:
+        raise Unauthenticated("sign in to migrate conversations")
+
+
+async def migrate(
+    info: Info, conversation_id: str, project_id: str | None
+) -> tuple[dict[str, object], bool]:
+    """Migrate (or return the existing migration of) a v1 conversation.
+
+    Returns the tracking row and whether it had already been migrated.
+    """
+    _signed_in(info)
+    _, v1_id = expect_id(conversation_id, "V1Conversation", argument="conversationId")
+    target = expect_id(project_id, "Project", argument="projectId")[1] if project_id else None
+    db = await info.context.db()
+    owner = await store.conversation_owner(db, v1_id)
+    if owner is None:
+        raise NotFound("conversation not found")
+    if target is not None:
+        await _check_project(db, target, owner)
+    await _as_service(info)
+    claimed = await store.claim(db, v1_id)
+    tracking = claimed.tracking
+    if not claimed.already_migrated:
+        tracking = await store.copy(
+            db, v1_id=v1_id, tracking_id=tracking["id"], project_id=target
+        )
+    await _as_viewer(info)
+    return dict(tracking), claimed.already_migrated
+
+
+async def _check_project(db: object, project_id: UUID, conversation_owner: UUID) -> None:
+    project_owner = await store.project_owner(db, project_id)  # type: ignore[arg-type]
+    if project_owner is None:
+        raise NotFound("project not found")
+    if project_owner != conversation_owner:
+        raise Forbidden("the project does not belong to the conversation's owner")
+
+
+async def revert(info: Info, conversation_id: str) -> dict[str, object]:
+    """Remove the v2 copy of a migrated conversation (given by its v1 or v2 id)."""
+    _signed_in(info)
+    type_name, database_id = expect_id(
+        conversation_id, "V1Conversation", "V2Conversation", argument="conversationId"
+    )
+    db = await info.context.db()
+    v1 = database_id if type_name == "V1Conversation" else None
+    v2 = database_id if type_name == "V2Conversation" else None
+    visible = (
+        await store.conversation_owner(db, v1) if v1 is not None
+        else await store.v2_conversation_owner(db, v2)  # type: ignore[arg-type]
+    )
+    if visible is None:
+        raise NotFound("conversation not found")
+    await _as_service(info)
+    tracking = await store.lock_for_revert(db, v1_id=v1, v2_id=v2)
+    if tracking is None or tracking["migration_status"] != "completed":
+        raise BadUserInput("this conversation has no completed migration to revert")
+    reverted = await store.revert(db, tracking)
+    await _as_viewer(info)
+    return dict(reverted)
