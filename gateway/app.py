@@ -213,6 +213,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings, engine: AsyncEngine | None = None) -> Starlette:
     """The ASGI app. Without ``engine`` one is created in the lifespan (and disposed)."""
+    settings.check_serving()
     schema = build_schema(settings)
 
     @asynccontextmanager

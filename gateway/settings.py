@@ -126,8 +126,11 @@ class Settings:
         )
         if data_dir:
             settings = replace(settings, data_dir=Path(data_dir).expanduser())
-        if production and not settings.jwt_secret:
-            raise SettingsError("JWT_SECRET is required when GATEWAY_ENV=production")
         if production and not database_url:
             raise SettingsError("DATABASE_URL is required when GATEWAY_ENV=production")
         return settings
+
+    def check_serving(self) -> None:
+        """Serving (unlike migrating) needs a secret to verify tokens in production."""
+        if self.production and not self.jwt_secret:
+            raise SettingsError("JWT_SECRET is required when GATEWAY_ENV=production")
