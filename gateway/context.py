@@ -28,6 +28,7 @@ class Context:
     _db: Db | None = field(default=None, init=False)
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _is_admin: bool | None = field(default=None, init=False)
+    _finished: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.loaders = build_loaders(self.db)
@@ -37,6 +38,10 @@ class Context:
         if self._db is not None:
             return self._db
         async with self._open_lock:
+            if self._finished:
+                # graphql-core leaves sibling resolvers running after a field fails; once the
+                # response is decided they must not open a second transaction.
+                raise RuntimeError("the request's transaction is finished")
             if self._db is None:
                 conn = await self.engine.connect()
                 try:
@@ -56,10 +61,12 @@ class Context:
     async def finish(self, *, commit: bool) -> None:
         """Commit or roll back and return the connection to the pool; shielded so that a
         cancelled request still closes its transaction."""
-        conn, self._conn, self._db = self._conn, None, None
-        if conn is None:
+        async with self._open_lock:
+            self._finished = True
+            conn, db, self._conn, self._db = self._conn, self._db, None, None
+        if conn is None or db is None:
             return
-        await asyncio.shield(_close(conn, commit))
+        await asyncio.shield(_close(conn, db, commit))
 
     async def is_admin(self) -> bool:
         """``profiles.is_admin`` of the viewer (never a token claim)."""
@@ -78,7 +85,10 @@ class Context:
         return self.viewer.role == "anon"
 
 
-async def _close(conn: AsyncConnection, commit: bool) -> None:
+async def _close(conn: AsyncConnection, db: Db, commit: bool) -> None:
+    # Wait for a statement still running for an abandoned sibling resolver: one connection
+    # runs one statement at a time, and the Db lock serialises them.
+    await db.hold()
     try:
         if conn.in_transaction():
             if commit:

@@ -133,9 +133,18 @@ class Db:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def hold(self) -> None:
+        """Wait until no statement runs, then refuse every further one."""
+        await self._lock.acquire()
+        self._closed = True
+        self._lock.release()
 
     async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
         async with self._lock:
+            if self._closed:
+                raise RuntimeError("the request's transaction is finished")
             return await self.conn.execute(statement, params)
 
     async def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from gateway.db import Db
-from gateway.store import Row, conversations, projects
-from loaders.base import grouped
-from loaders.shared import rows_by_id
+from gateway.store import Row, conversations, projects, shared
+from loaders.base import by_key, grouped
 
-DocumentById = rows_by_id("documents")
+
+async def DocumentById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+    return by_key(await shared.documents_by_ids(db, keys), keys)
 
 
 async def DocumentsByConversation(  # noqa: N802

@@ -10,7 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from schema.common import Connection, Info, Node, Source, build_connection, page_size
-from schema.document import Document, load_document
+from schema.document import Document
 from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, to_global_id
 from schema.message import Message, message_cursor, message_from_row
 from schema.profile import Profile, load_profile
@@ -38,7 +38,10 @@ class Conversation(Node):
     @strawberry.field
     async def documents(self, info: Info) -> list[Document]:
         key = (self.source.value, self.database_id)
-        rows = await info.context.loaders.documents_by_conversation.load(key)
+        loaders = info.context.loaders
+        rows = await loaders.documents_by_conversation.load(key)
+        for row in rows:  # messages usually refer to their conversation's documents
+            loaders.document.prime(row["id"], row)
         return [Document.from_row(r) for r in rows]
 
     @strawberry.field(description="Messages, oldest first.")
@@ -55,6 +58,8 @@ class Conversation(Node):
         rows = await loaders.messages_by_conversation.load(
             (source, self.database_id, limit + 1, keyset)
         )
+        for row in rows:  # replies mostly point into the same page
+            loaders.message.prime((source, row["id"]), row)
 
         async def count() -> int:
             return await loaders.message_count.load((source, self.database_id))
@@ -70,7 +75,13 @@ class V1Conversation(Conversation):
 
     @strawberry.field
     async def document(self, info: Info) -> Document | None:
-        return await load_document(info, self.document_id)
+        if self.document_id is None:
+            return None
+        # The same batch as ``documents`` (a v1 conversation's documents are its document).
+        rows = await info.context.loaders.documents_by_conversation.load(
+            (self.source.value, self.database_id)
+        )
+        return Document.from_row(rows[0]) if rows else None
 
     @strawberry.field(description="The migration of this conversation; null when never migrated.")
     async def migration(

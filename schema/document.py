@@ -9,6 +9,8 @@ from uuid import UUID
 
 import strawberry
 
+from gateway.store import Row
+from gateway.store.shared import embedded
 from schema.common import Info, Node
 from schema.geo import City, Zone, Zoning, load_city, load_zone, load_zoning
 from schema.ids import to_global_id
@@ -38,6 +40,10 @@ class Document(Node):
     zoning_id: strawberry.Private[UUID | None]
     zone_id: strawberry.Private[UUID | None]
     typology_id: strawberry.Private[UUID | None]
+    # Related rows the store embedded (see ``gateway.store.shared.DOCUMENT_RELATED``).
+    city_row: strawberry.Private[Row | None] = None
+    zone_row: strawberry.Private[Row | None] = None
+    typology_row: strawberry.Private[Row | None] = None
 
     @classmethod
     def from_row(cls, row: Any) -> Document:
@@ -51,10 +57,15 @@ class Document(Node):
             zoning_id=row["zoning_id"],
             zone_id=row["zone_id"],
             typology_id=row["typology_id"],
+            city_row=embedded(row.get("city_row")),
+            zone_row=embedded(row.get("zone_row")),
+            typology_row=embedded(row.get("typology_row")),
         )
 
     @strawberry.field
     async def city(self, info: Info) -> City | None:
+        if self.city_row is not None:
+            return City.from_row(self.city_row)
         return await load_city(info, self.city_id)
 
     @strawberry.field
@@ -63,10 +74,14 @@ class Document(Node):
 
     @strawberry.field
     async def zone(self, info: Info) -> Zone | None:
+        if self.zone_row is not None:
+            return Zone.from_row(self.zone_row)
         return await load_zone(info, self.zone_id)
 
     @strawberry.field
     async def typology(self, info: Info) -> Typology | None:
+        if self.typology_row is not None:
+            return Typology.from_row(self.typology_row)
         if self.typology_id is None:
             return None
         row = await info.context.loaders.typology.load(self.typology_id)

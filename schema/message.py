@@ -49,6 +49,11 @@ class Message(Node):
         row = await info.context.loaders.message.load((self.source.value, self.reply_to_id))
         return message_from_row(self.source.value, row) if row else None
 
+    @strawberry.field
+    async def documents(self, info: Info) -> list[Document]:
+        """Documents the message refers to (v1 ``document_id``, v2 ``referenced_documents``)."""
+        raise NotImplementedError  # each store's type resolves its own
+
 
 @strawberry.type
 class V1Message(Message):

@@ -11,6 +11,8 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
+from gateway.store import Row
+from gateway.store.shared import embedded
 from schema.common import Connection, Info, Node, build_connection, page_size
 from schema.conversation import V2Conversation, conversation_cursor, conversation_from_row
 from schema.document import Document
@@ -51,6 +53,9 @@ class Project(Node):
     user_id: strawberry.Private[UUID]
     main_city_id: strawberry.Private[UUID | None]
     main_zone_id: strawberry.Private[UUID | None]
+    # Related rows the store embedded (``gateway.store.projects.by_ids``).
+    main_city_row: strawberry.Private[Row | None] = None
+    main_zone_row: strawberry.Private[Row | None] = None
 
     @classmethod
     def from_row(cls, row: Any) -> Project:
@@ -78,6 +83,8 @@ class Project(Node):
             user_id=row["user_id"],
             main_city_id=row["main_city_id"],
             main_zone_id=row["main_zone_id"],
+            main_city_row=embedded(row.get("main_city_row")),
+            main_zone_row=embedded(row.get("main_zone_row")),
         )
 
     @strawberry.field
@@ -86,10 +93,14 @@ class Project(Node):
 
     @strawberry.field
     async def main_city(self, info: Info) -> City | None:
+        if self.main_city_row is not None:
+            return City.from_row(self.main_city_row)
         return await load_city(info, self.main_city_id)
 
     @strawberry.field
     async def main_zone(self, info: Info) -> Zone | None:
+        if self.main_zone_row is not None:
+            return Zone.from_row(self.main_zone_row)
         return await load_zone(info, self.main_zone_id)
 
     @strawberry.field(description="Documents of the project, pinned first.")

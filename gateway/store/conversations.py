@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
 
 V1_SELECT = """
 SELECT 'v1' AS source, c.id, c.user_id, c.is_active, c.last_message_at, c.created_at,
@@ -187,13 +188,14 @@ async def documents_by_conversation(db: Db, ids: Sequence[tuple[str, UUID]]) -> 
     (oldest link first). Each row carries ``conversation_key`` and ``source_key``."""
     v1 = [i for s, i in ids if s == "v1"]
     v2 = [i for s, i in ids if s == "v2"]
-    sql = """
-    SELECT 'v1' AS source_key, c.id AS conversation_key, d.*, NULL::timestamptz AS linked_at
-    FROM chat_conversations c JOIN documents d ON d.id = c.document_id
+    sql = f"""
+    SELECT 'v1' AS source_key, c.id AS conversation_key, d.*, NULL::timestamptz AS linked_at,
+      {DOCUMENT_RELATED}
+    FROM chat_conversations c JOIN documents d ON d.id = c.document_id {DOCUMENT_JOINS}
     WHERE c.id = ANY(CAST(:v1 AS uuid[]))
     UNION ALL
-    SELECT 'v2', l.conversation_id, d.*, l.added_at
-    FROM v2_conversation_documents l JOIN documents d ON d.id = l.document_id
+    SELECT 'v2', l.conversation_id, d.*, l.added_at, {DOCUMENT_RELATED}
+    FROM v2_conversation_documents l JOIN documents d ON d.id = l.document_id {DOCUMENT_JOINS}
     WHERE l.conversation_id = ANY(CAST(:v2 AS uuid[]))
     ORDER BY linked_at NULLS FIRST, id
     """
