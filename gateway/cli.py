@@ -258,8 +258,9 @@ def prepare_demo(settings: Settings, owner_url: str) -> None:
 
 
 async def check_reachable(settings: Settings) -> None:
-    from gateway.db import create_engine
     from sqlalchemy import text
+
+    from gateway.db import create_engine
 
     engine = create_engine(settings.database_url or "", settings, pool_size=1)
     try:
@@ -328,7 +329,8 @@ def _progress_bar() -> Any:
     class RateColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} conv/s" if speed else "- conv/s", style="progress.data.speed")
+            rate = f"{speed:,.0f} conv/s" if speed else "- conv/s"
+            return Text(rate, style="progress.data.speed")
 
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -347,10 +349,15 @@ def migrate_conversations(
     all_: Annotated[bool, typer.Option("--all", help="Every user's v1 conversations.")] = False,
     user: Annotated[str | None, typer.Option("--user", help="Only this user's (UUID).")] = None,
     before: Annotated[
-        str | None, typer.Option("--before", help="Only those created before DATE (YYYY-MM-DD, UTC).")
+        str | None,
+        typer.Option("--before", help="Only those created before DATE (YYYY-MM-DD, UTC)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Conversations per transaction.")] = 500,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be migrated.")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Conversations per transaction.")
+    ] = 500,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be migrated.")
+    ] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Batches in flight.")] = 2,
     data_dir: DataDir = None,
 ) -> None:
@@ -371,7 +378,9 @@ def migrate_conversations(
             "concurrency": concurrency, "dry_run": dry_run, "settings": serving,
         }
         if dry_run:
-            summary = run_db(asyncio.run, bulk.migrate_conversations(owner_url, progress=None, **options))
+            summary = run_db(
+                asyncio.run, bulk.migrate_conversations(owner_url, progress=None, **options)
+            )
         else:
             with _progress_bar() as bar:
                 task = bar.add_task("migrating", total=None)
@@ -416,9 +425,8 @@ def _print_bulk_summary(summary: Any) -> None:
         table.add_row(label, f"{value:,}" if isinstance(value, int) else value)
     out.print(table)
     if not summary.dry_run:
-        out.print(
-            f"{summary.seconds:.1f}s, {summary.messages_per_second:,.0f} messages/s", highlight=False
-        )
+        rate = f"{summary.messages_per_second:,.0f} messages/s"
+        out.print(f"{summary.seconds:.1f}s, {rate}", highlight=False)
     for failure in summary.failures[:10]:
         out.print(f"[red]failed[/] {failure.v1_conversation_id}: {failure.error}", soft_wrap=True,
                   highlight=False)

@@ -17,15 +17,15 @@ from loaders.base import by_key, grouped
 PageKey = tuple[UUID, int, Keyset | None]
 
 
-async def V1ConversationById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+async def V1ConversationById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:
     return by_key(await conversations.v1_by_ids(db, keys), keys)
 
 
-async def V2ConversationById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+async def V2ConversationById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:
     return by_key(await conversations.v2_by_ids(db, keys), keys)
 
 
-async def V2ConversationsByProject(  # noqa: N802
+async def V2ConversationsByProject(
     db: Db, keys: Sequence[PageKey]
 ) -> list[list[Row]]:
     results: dict[PageKey, list[Row]] = {}
@@ -39,6 +39,6 @@ async def V2ConversationsByProject(  # noqa: N802
     return [results[k] for k in keys]
 
 
-async def V2CountByProject(db: Db, keys: Sequence[UUID]) -> list[int]:  # noqa: N802
+async def V2CountByProject(db: Db, keys: Sequence[UUID]) -> list[int]:
     counts = await conversations.v2_count_by_project(db, keys)
     return [counts.get(k, 0) for k in keys]

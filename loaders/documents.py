@@ -10,11 +10,11 @@ from gateway.store import Row, conversations, projects, shared
 from loaders.base import by_key, grouped
 
 
-async def DocumentById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+async def DocumentById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:
     return by_key(await shared.documents_by_ids(db, keys), keys)
 
 
-async def DocumentsByConversation(  # noqa: N802
+async def DocumentsByConversation(
     db: Db, keys: Sequence[tuple[str, UUID]]
 ) -> list[list[Row]]:
     rows = await conversations.documents_by_conversation(db, keys)
@@ -24,5 +24,5 @@ async def DocumentsByConversation(  # noqa: N802
     return [groups.get(k, []) for k in keys]
 
 
-async def DocumentsByProject(db: Db, keys: Sequence[UUID]) -> list[list[Row]]:  # noqa: N802
+async def DocumentsByProject(db: Db, keys: Sequence[UUID]) -> list[list[Row]]:
     return grouped(await projects.documents_by_project(db, keys), keys, "project_key")

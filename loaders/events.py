@@ -10,5 +10,5 @@ from gateway.store import Row, analytics
 from loaders.base import by_key
 
 
-async def ChatEventById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+async def ChatEventById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:
     return by_key(await analytics.by_ids(db, keys), keys)

@@ -18,7 +18,7 @@ from loaders.base import grouped
 PageKey = tuple[str, UUID, int, MessageKeyset | None]
 
 
-async def MessagesByConversation(db: Db, keys: Sequence[PageKey]) -> list[list[Row]]:  # noqa: N802
+async def MessagesByConversation(db: Db, keys: Sequence[PageKey]) -> list[list[Row]]:
     results: dict[PageKey, list[Row]] = {}
     shapes: dict[tuple[str, int, MessageKeyset | None], list[UUID]] = {}
     for source, conversation_id, limit, after in keys:
@@ -30,7 +30,7 @@ async def MessagesByConversation(db: Db, keys: Sequence[PageKey]) -> list[list[R
     return [results[k] for k in keys]
 
 
-async def MessageById(db: Db, keys: Sequence[tuple[str, UUID]]) -> list[Row | None]:  # noqa: N802
+async def MessageById(db: Db, keys: Sequence[tuple[str, UUID]]) -> list[Row | None]:
     found: dict[tuple[str, UUID], Row] = {}
     for source in ("v1", "v2"):
         ids = [i for s, i in keys if s == source]
@@ -40,7 +40,7 @@ async def MessageById(db: Db, keys: Sequence[tuple[str, UUID]]) -> list[Row | No
     return [found.get(k) for k in keys]
 
 
-async def MessageCountByConversation(  # noqa: N802
+async def MessageCountByConversation(
     db: Db, keys: Sequence[tuple[str, UUID]]
 ) -> list[int]:
     counts: dict[tuple[str, UUID], int] = {}

@@ -10,5 +10,5 @@ from gateway.store import Row, projects
 from loaders.base import by_key
 
 
-async def ProjectById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:  # noqa: N802
+async def ProjectById(db: Db, keys: Sequence[UUID]) -> list[Row | None]:
     return by_key(await projects.by_ids(db, keys), keys)

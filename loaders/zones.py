@@ -13,5 +13,5 @@ from loaders.shared import rows_by_id
 ZoneById = rows_by_id("zones")
 
 
-async def ZonesByCity(db: Db, keys: Sequence[UUID]) -> list[list[Row]]:  # noqa: N802
+async def ZonesByCity(db: Db, keys: Sequence[UUID]) -> list[list[Row]]:
     return grouped(await shared.zones_by_cities(db, keys), keys, "city_id")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from gateway.errors import BadUserInput
 from gateway.store import analytics as store
+from resolvers.arguments import aware
 from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
 from schema.common import Connection, Info, build_connection, page_size
 from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, expect_id
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise BadUserInput(f"{name} must carry a UTC offset")
-    return value
 
 
 def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
@@ -22,8 +14,8 @@ def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
         return store.EventFilter()
     return store.EventFilter(
         source=f.source.value if f.source else None,
-        start=_aware(f.from_, "from"),
-        end=_aware(f.to, "to"),
+        start=aware(f.from_, "from"),
+        end=aware(f.to, "to"),
         user_id=expect_id(f.user_id, "Profile", argument="userId")[1] if f.user_id else None,
         document_id=(
             expect_id(f.document_id, "Document", argument="documentId")[1]

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from gateway.errors import BadUserInput
 from gateway.store import conversations as store
+from resolvers.arguments import aware
 from schema.common import Connection, Info, Source, build_connection, page_size
 from schema.conversation import Conversation, conversation_cursor, conversation_from_row
 from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, expect_id
 from schema.inputs import ConversationFilter
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise BadUserInput(f"{name} must carry a UTC offset")
-    return value
 
 
 def to_store_filter(f: ConversationFilter | None) -> store.ConversationFilter:
@@ -31,8 +23,8 @@ def to_store_filter(f: ConversationFilter | None) -> store.ConversationFilter:
         project_id=uuid_of(f.project_id, "Project", "projectId"),  # type: ignore[arg-type]
         document_id=uuid_of(f.document_id, "Document", "documentId"),  # type: ignore[arg-type]
         is_active=f.is_active,
-        last_message_after=_aware(f.last_message_after, "lastMessageAfter"),
-        last_message_before=_aware(f.last_message_before, "lastMessageBefore"),
+        last_message_after=aware(f.last_message_after, "lastMessageAfter"),
+        last_message_before=aware(f.last_message_before, "lastMessageBefore"),
         include_migrated=bool(f.include_migrated),
     )
 

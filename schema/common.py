@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Generic, TypeVar
-from uuid import UUID
 
 import strawberry
 

@@ -26,7 +26,7 @@ SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 def should_mask(error: GraphQLError) -> bool:
     if isinstance(error.original_error, GatewayError):
         return False
-    return error.path is not None or error.original_error is not None and _is_internal(error)
+    return error.path is not None or (error.original_error is not None and _is_internal(error))
 
 
 def _is_internal(error: GraphQLError) -> bool:
@@ -62,7 +62,7 @@ class NoSuggestions(SchemaExtension):
             error.message = SUGGESTION.sub("", error.message)
 
 
-def DirectiveLimiter(max_directives: int) -> SchemaExtension:  # noqa: N802
+def DirectiveLimiter(max_directives: int) -> SchemaExtension:
     """A validation rule rejecting documents with more than ``max_directives`` directives."""
 
     class MaxDirectives(ASTValidationRule):
