@@ -15,8 +15,8 @@ import pytest
 
 from gateway.db import StatementCounter
 from schema.ids import to_global_id
-from tests.conftest import bearer
 from tests.factories import at, insert, make_event, make_user
+from tests.graphql import codes, gql, ok
 
 STATS = """
 query Stats($groupBy: [ChatEventGroupBy!], $filter: ChatEventFilter) {
@@ -75,29 +75,7 @@ ORDER BY created_at DESC, id DESC
 """
 
 
-async def gql(
-    client: httpx.AsyncClient,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    *,
-    user: uuid.UUID | None = None,
-    role: str = "authenticated",
-) -> dict[str, Any]:
-    headers = bearer(str(user), role=role) if user is not None else {}
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
 
-
-def codes(body: dict[str, Any]) -> list[str]:
-    return [e["extensions"]["code"] for e in body.get("errors", [])]
-
-
-def ok(body: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in body, body
-    return body["data"]  # type: ignore[no-any-return]
 
 
 def service() -> dict[str, Any]:

@@ -16,8 +16,6 @@ import orjson
 import pytest
 
 from gateway.db import StatementCounter
-from schema.ids import to_global_id
-from tests.conftest import bearer
 from tests.factories import (
     at,
     insert,
@@ -27,6 +25,7 @@ from tests.factories import (
     make_v1_conversation,
     make_v2_conversation,
 )
+from tests.graphql import codes, gid, gql
 
 CONVERSATIONS = """
 query Conversations($first: Int, $after: String, $filter: ConversationFilter) {
@@ -64,28 +63,7 @@ ISO_WITH_MICROSECONDS_AND_OFFSET = re.compile(
 )
 
 
-async def gql(
-    client: httpx.AsyncClient,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    *,
-    user: uuid.UUID | None = None,
-    role: str = "authenticated",
-) -> dict[str, Any]:
-    headers = bearer(str(user), role=role) if user is not None else {}
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
 
-
-def codes(body: dict[str, Any]) -> list[str]:
-    return [e["extensions"]["code"] for e in body.get("errors", [])]
-
-
-def gid(type_name: str, database_id: uuid.UUID) -> str:
-    return to_global_id(type_name, database_id)
 
 
 def ids_of(connection: dict[str, Any]) -> list[str]:

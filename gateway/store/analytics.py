@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.keyset import newest_first_after
 
 EventKeyset = tuple[datetime | None, UUID]
 
@@ -58,16 +59,9 @@ async def page(db: Db, f: EventFilter, *, after: EventKeyset | None, limit: int)
     """Events newest first (``created_at`` desc, then id desc)."""
     where, params = _where(f)
     if after is not None:
-        at, row_id = after
-        if at is None:
-            where.append("(created_at IS NULL AND id < :after_id)")
-        else:
-            where.append(
-                "(created_at < :after_at OR (created_at = :after_at AND id < :after_id) "
-                "OR created_at IS NULL)"
-            )
-            params["after_at"] = at
-        params["after_id"] = row_id
+        predicate, keyset_params = newest_first_after(after, "created_at", "id")
+        where.append(predicate)
+        params.update(keyset_params)
     sql = (
         f"SELECT * FROM analytics.chat_events {_clause(where)} "
         "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"

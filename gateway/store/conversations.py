@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.keyset import Keyset, newest_first_after
 from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
 
 V1_SELECT = """
@@ -53,9 +54,6 @@ class ConversationFilter:
     last_message_after: datetime | None = None
     last_message_before: datetime | None = None
     include_migrated: bool = False
-
-
-Keyset = tuple[datetime | None, UUID]
 
 
 def _conditions(source: str, f: ConversationFilter) -> tuple[list[str], dict[str, object]] | None:
@@ -100,14 +98,7 @@ def _conditions(source: str, f: ConversationFilter) -> tuple[list[str], dict[str
 def _keyset(after: Keyset | None) -> tuple[str | None, dict[str, object]]:
     if after is None:
         return None, {}
-    at, row_id = after
-    if at is None:
-        return "(c.last_message_at IS NULL AND c.id < :after_id)", {"after_id": row_id}
-    return (
-        "(c.last_message_at < :after_at OR (c.last_message_at = :after_at AND c.id < :after_id)"
-        " OR c.last_message_at IS NULL)",
-        {"after_at": at, "after_id": row_id},
-    )
+    return newest_first_after(after, "c.last_message_at", "c.id")
 
 
 def _halves(

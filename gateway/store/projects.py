@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.keyset import newest_first_after
 from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
 
 ProjectKeyset = tuple[datetime | None, UUID]
@@ -38,16 +39,9 @@ async def page(
     """Visible projects, newest first (``created_at`` desc, then id desc)."""
     where, params = _filter(status, starred)
     if after is not None:
-        at, row_id = after
-        if at is None:
-            where.append("(created_at IS NULL AND id < :after_id)")
-        else:
-            where.append(
-                "(created_at < :after_at OR (created_at = :after_at AND id < :after_id) "
-                "OR created_at IS NULL)"
-            )
-            params["after_at"] = at
-        params["after_id"] = row_id
+        predicate, keyset_params = newest_first_after(after, "created_at", "id")
+        where.append(predicate)
+        params.update(keyset_params)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     sql = (
         f"SELECT * FROM v2_projects {clause} "
