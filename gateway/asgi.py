@@ -2,6 +2,8 @@
 environment)."""
 
 from gateway.app import create_app
+from gateway.runtime import tune_gc
 from gateway.settings import Settings
 
 app = create_app(Settings.from_env())
+tune_gc()

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError
@@ -64,6 +65,9 @@ def create_engine(url: str | URL, settings: Settings, *, pool_size: int | None =
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
+        # jsonb columns (metadata, search_context, …) are decoded on every row.
+        json_deserializer=orjson.loads,
+        json_serializer=lambda value: orjson.dumps(value).decode(),
     )
 
 
