@@ -49,6 +49,8 @@ async def migrate(
         await _check_project(db, target, owner)
     await _as_service(info)
     claimed = await store.claim(db, v1_id)
+    if claimed is None:
+        raise NotFound("conversation not found")
     tracking = claimed.tracking
     if not claimed.already_migrated:
         tracking = await store.copy(

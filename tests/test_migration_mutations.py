@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import text
 
 from gateway.store import migration as store
 from schema.ids import to_global_id
@@ -192,12 +191,15 @@ async def test_a_fault_after_the_messages_are_copied_leaves_nothing(
     user = await make_user(owner)
     v1 = await make_v1_conversation(owner, user, messages=4, document_id=await make_document(owner))
     gid = to_global_id("V1Conversation", v1)
-    # The document link is written after the messages: make it fail.
-    monkeypatch.setattr(store, "LINK_DOCUMENT", text("SELECT 1 / 0 WHERE :v1 IS NOT NULL OR :v2 IS NOT NULL"))
+    # The completed tracking row is read back after every row is copied: make that fail.
+    async def broken(*_: object) -> None:
+        raise RuntimeError("injected fault after the copy")
+
+    monkeypatch.setattr(store, "tracking_row", broken)
     failed = await gql(client, MIGRATE, user, id=gid)
     assert failed["data"] is None
     assert failed["errors"][0]["extensions"]["code"] == "INTERNAL"
-    assert "division" not in str(failed)
+    assert "injected" not in str(failed)
     for table in ("v2_projects", "v2_conversations", "v2_messages", "migration_tracking"):
         assert await owner.fetchval(f"SELECT count(*) FROM {table}") == 0, table
     monkeypatch.undo()
