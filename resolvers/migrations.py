@@ -12,8 +12,15 @@ from uuid import UUID
 from gateway.db import Viewer, become
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gateway.store import migration as store
+from gateway.store import verify
 from schema.common import Info
 from schema.ids import expect_id
+from schema.migration import (
+    MigrationProblem,
+    MigrationReport,
+    MigrationStatus,
+    MigrationStatusCount,
+)
 
 
 async def _as_service(info: Info) -> None:
@@ -90,3 +97,32 @@ async def revert(info: Info, conversation_id: str) -> dict[str, object]:
     reverted = await store.revert(db, tracking)
     await _as_viewer(info)
     return dict(reverted)
+
+
+def _problem(problem: verify.Problem) -> MigrationProblem:
+    return MigrationProblem(
+        kind=problem.kind,
+        description=verify.KINDS.get(problem.kind, problem.kind),
+        detail=problem.detail,
+        messages=problem.messages,
+        v1_conversation_id=problem.v1_conversation_id,
+        v2_conversation_id=problem.v2_conversation_id,
+    )
+
+
+async def report(info: Info) -> MigrationReport | None:
+    """Parity of the migrations the viewer can see (all of them for admins and the service
+    role); null for anonymous viewers."""
+    if info.context.is_anonymous:
+        return None
+    result = await verify.verify(await info.context.db())
+    return MigrationReport(
+        statuses=[
+            MigrationStatusCount(status=MigrationStatus(status), count=count)
+            for status, count in result.statuses.items()
+            if status in verify.STATUSES
+        ],
+        not_migrated=result.not_migrated,
+        failed=[_problem(p) for p in result.failed],
+        problems=[_problem(p) for p in result.problems],
+    )

@@ -115,3 +115,34 @@ class RevertMigrationPayload:
         if conversation is None:
             raise LookupError("reverted conversation is not visible")
         return conversation
+
+
+@strawberry.type
+class MigrationStatusCount:
+    status: MigrationStatus
+    count: int
+
+
+@strawberry.type
+class MigrationProblem:
+    kind: str
+    description: str
+    detail: str
+    messages: int
+    v1_conversation_id: UUID | None
+    v2_conversation_id: UUID | None
+
+
+@strawberry.type(description="Parity between v1 originals and their v2 copies.")
+class MigrationReport:
+    statuses: list[MigrationStatusCount]
+    not_migrated: int = strawberry.field(description="v1 conversations never migrated.")
+    failed: list[MigrationProblem]
+    problems: list[MigrationProblem] = strawberry.field(
+        description="Parity problems of completed migrations (counts, order, role, text, "
+        "timestamps, replies, document links, drift, orphans)."
+    )
+
+    @strawberry.field(description="True when no completed migration has a parity problem.")
+    def ok(self) -> bool:
+        return not self.problems

@@ -30,6 +30,7 @@ from schema.migration import (
     MigrateConversationInput,
     MigrateConversationPayload,
     Migration,
+    MigrationReport,
     RevertMigrationInput,
     RevertMigrationPayload,
 )
@@ -99,6 +100,13 @@ class Query:
         after: str | None = None,
     ) -> Connection[ChatEvent]:
         return await analytics.chat_events(info, filter, first, after)
+
+    @strawberry.field(
+        description="Migration parity: counts per status, v1 conversations not migrated, "
+        "failed migrations and parity problems (null when anonymous)."
+    )
+    async def migration_report(self, info: Info) -> MigrationReport | None:
+        return await migrations.report(info)
 
     @strawberry.field(description="Event counts, tokens and cost, grouped as asked.")
     async def chat_event_stats(

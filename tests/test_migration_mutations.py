@@ -256,3 +256,40 @@ async def test_service_role_may_migrate_any_conversation(
     body = await gql(client, MIGRATE, uuid.uuid4(), "service_role", id=to_global_id("V1Conversation", v1))
     assert "errors" not in body, body
     assert body["data"]["migrateConversation"]["conversation"]["messageCount"] == 2
+
+
+REPORT = """
+{ migrationReport { ok notMigrated statuses { status count }
+  problems { kind description v1ConversationId detail } failed { kind } } }
+"""
+
+
+async def test_migration_report_finds_a_corrupted_copy_and_drift(
+    owner: asyncpg.Connection, client: httpx.AsyncClient
+) -> None:
+    user = await make_user(owner)
+    other = await make_user(owner, "Bob Petit")
+    migrated = await make_v1_conversation(owner, user, messages=4)
+    await make_v1_conversation(owner, user, messages=2)  # never migrated
+    await make_v1_conversation(owner, other, messages=2)  # someone else's
+    await gql(client, MIGRATE, user, id=to_global_id("V1Conversation", migrated))
+
+    clean = (await gql(client, REPORT, user))["data"]["migrationReport"]
+    assert clean["ok"] is True
+    assert clean["notMigrated"] == 1  # only what the viewer may see
+    assert {"status": "COMPLETED", "count": 1} in clean["statuses"]
+
+    await owner.execute(
+        "UPDATE v2_messages SET message = 'altered' WHERE id = "
+        "(SELECT id FROM v2_messages ORDER BY created_at LIMIT 1)"
+    )
+    await insert(owner, "chat_messages", conversation_id=migrated, user_id=user, role="user",
+                 message="written after the migration")  # created_at defaults to now()
+    report = (await gql(client, REPORT, user))["data"]["migrationReport"]
+    assert report["ok"] is False
+    kinds = {p["kind"] for p in report["problems"]}
+    assert {"text", "drift"} <= kinds, report
+    assert all(p["v1ConversationId"] == str(migrated) for p in report["problems"])
+
+    anonymous = await client.post("/graphql", json={"query": REPORT})
+    assert anonymous.json()["data"]["migrationReport"] is None
