@@ -1,11 +1,14 @@
 """The ASGI app: ``/graphql`` (GraphiQL in development), ``/healthz`` and ``/readyz``.
 
 request → body limit → auth → context (lazy transaction as the viewer) → schema → response.
+Every refusal is a GraphQL-shaped body with a code and the request id; nothing raised escapes
+as a bare 500. In production the lifespan refuses a database role that RLS does not bind.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,8 +34,12 @@ from gateway.db import create_engine
 from gateway.errors import BadUserInput, GatewayError, Unauthenticated
 from gateway.settings import Settings
 from schema import build_schema
+from schema.errors import log_errors
 
 log = logging.getLogger("gateway.http")
+
+# A client's X-Request-Id is echoed in the response and the logs only when it looks like one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 QUERY_ONLY = {OperationType.QUERY}
 ALL_OPERATIONS = {OperationType.QUERY, OperationType.MUTATION}
@@ -49,11 +56,25 @@ class BodyTooLarge(GatewayError):
     code = "BAD_USER_INPUT"
 
 
-def error_response(error: GatewayError, status: int) -> JSONResponse:
+class UnsafeDatabaseRole(RuntimeError):
+    """In production the gateway's login role must be subject to RLS."""
+
+
+def error_response(
+    error: GatewayError, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"data": None, "errors": [{"message": str(error), "extensions": error.extensions}]},
         status_code=status,
+        headers=headers,
     )
+
+
+def request_id_of(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given is not None and REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,43 +124,66 @@ class GraphQLEndpoint:
         self.settings = settings
 
     async def endpoint(self, request: Request) -> Response:
+        request_id = request_id_of(request)
         try:
-            return await self.handle(request)
+            return await self.handle(request, request_id)
         except BodyTooLarge as exc:
-            return error_response(exc, 413)
+            log.info("request %s: refused: %s", request_id, exc)
+            return error_response(exc, 413, {"x-request-id": request_id})
         except Unauthenticated as exc:
-            return error_response(exc, 401)
+            # The reason only: never the header or the token.
+            log.info("request %s: unauthenticated: %s", request_id, exc)
+            headers = {
+                "www-authenticate": 'Bearer error="invalid_token"',
+                "x-request-id": request_id,
+            }
+            return error_response(exc, 401, headers)
         except BadUserInput as exc:
-            return error_response(exc, 400)
+            log.info("request %s: refused: %s", request_id, exc)
+            return error_response(exc, 400, {"x-request-id": request_id})
+        except Exception:
+            # Outside the schema (e.g. the commit failed): same masking as inside it.
+            log.exception("internal error [request %s] outside execution", request_id)
+            masked = GatewayError("Internal server error.", requestId=request_id)
+            return error_response(masked, 500, {"x-request-id": request_id})
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request, request_id: str) -> Response:
         if request.method == "GET":
             if "query" not in request.query_params and self.settings.graphiql:
                 if "text/html" in request.headers.get("accept", ""):
                     return HTMLResponse(get_graphql_ide_html())
+            limit = self.settings.limits.max_body_bytes
+            if len(request.scope.get("query_string", b"")) > limit:
+                raise BodyTooLarge(f"query string exceeds {limit} bytes")
             raw: Any = dict(request.query_params)
             if "variables" in raw:
                 raw["variables"] = _loads(raw["variables"])
             allowed = QUERY_ONLY
         else:
             content_type = request.headers.get("content-type", "").split(";")[0].strip()
-            if content_type != "application/json":
+            if content_type.lower() != "application/json":
+                # Form, multipart and text/plain POSTs are what a cross-site form can send.
+                log.info("request %s: refused: content type %.100r", request_id, content_type)
                 return error_response(
-                    BadUserInput("POST bodies must be application/json"), 415
+                    BadUserInput("POST bodies must be application/json"),
+                    415,
+                    {"x-request-id": request_id},
                 )
             try:
                 body = await read_body(request, self.settings.limits.max_body_bytes)
             except ClientDisconnect:
+                log.info("request %s: the client went away while sending its body", request_id)
                 return Response(status_code=400)
             raw = _loads(body)
             allowed = ALL_OPERATIONS
         query, variables, operation = parse_params(raw)
         viewer = viewer_from_header(request.headers.get("authorization"), self.settings)
-        return await self.execute(request, query, variables, operation, allowed, viewer)
+        return await self.execute(request, request_id, query, variables, operation, allowed, viewer)
 
     async def execute(
         self,
         request: Request,
+        request_id: str,
         query: str,
         variables: dict[str, Any] | None,
         operation: str | None,
@@ -150,7 +194,7 @@ class GraphQLEndpoint:
             settings=self.settings,
             engine=request.app.state.engine,
             viewer=viewer,
-            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            request_id=request_id,
         )
         committed = False
         try:
@@ -163,10 +207,27 @@ class GraphQLEndpoint:
             )
             await context.finish(commit=not result.errors)
             committed = True
-        except InvalidOperationTypeError:
-            return error_response(BadUserInput("mutations are only accepted over POST"), 405)
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type == OperationType.MUTATION:
+                log.info("request %s: refused: a mutation over GET", request_id)
+                return error_response(
+                    BadUserInput("mutations are only accepted over POST"),
+                    405,
+                    {"allow": "POST", "x-request-id": request_id},
+                )
+            log.info("request %s: refused: a %s", request_id, exc.operation_type.value)
+            return error_response(
+                BadUserInput(f"{exc.operation_type.value} operations are not supported"),
+                400,
+                {"x-request-id": request_id},
+            )
         except CannotGetOperationTypeError:
-            return error_response(BadUserInput("unknown or ambiguous operationName"), 400)
+            log.info("request %s: refused: unknown or ambiguous operationName", request_id)
+            return error_response(
+                BadUserInput("unknown or ambiguous operationName"),
+                400,
+                {"x-request-id": request_id},
+            )
         finally:
             if not committed:
                 await context.finish(commit=False)
@@ -211,16 +272,77 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "revision": current})
 
 
+ROLE_CHECK = text(
+    """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+           ARRAY(
+             SELECT c.oid::regclass::text FROM pg_class c
+             WHERE c.oid IN (to_regclass('public.chat_conversations'),
+                             to_regclass('public.v2_conversations'))
+               AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+             ORDER BY 1
+           ) AS owned
+    FROM pg_roles r
+    WHERE r.rolname IN (current_user, 'anon', 'authenticated')
+    ORDER BY r.rolname = current_user DESC, r.rolname
+    """
+)
+
+
+async def check_database_role(engine: AsyncEngine) -> None:
+    """Refuse a login role (or viewer role) that RLS does not bind: a superuser, a role with
+    BYPASSRLS, or one that owns (or can become the owner of) the chat tables.
+
+    Raises ``UnsafeDatabaseRole`` with a one-line reason.
+    """
+    async with engine.connect() as conn:
+        rows = (await conn.execute(ROLE_CHECK)).mappings().all()
+        login = (await conn.execute(text("SELECT current_user"))).scalar()
+    for row in rows:
+        name = row["rolname"]
+        which = "login role" if name == login else "viewer role"
+        if row["rolsuper"]:
+            reason = "is a superuser"
+        elif row["rolbypassrls"]:
+            reason = "has BYPASSRLS"
+        elif row["owned"]:
+            reason = f"owns {', '.join(row['owned'])}"
+        else:
+            continue
+        raise UnsafeDatabaseRole(
+            f"the database {which} {name!r} {reason}: row-level security would not apply; "
+            "in production serve through a role like 'authenticator' (NOINHERIT, not an owner)"
+        )
+
+
+async def check_serving_database(settings: Settings) -> None:
+    """``check_database_role`` on a one-connection engine of ``settings.database_url`` (the
+    CLI runs it before starting the server, to fail with one clear line)."""
+    engine = create_engine(_serve_url(settings), settings, pool_size=1)
+    try:
+        await check_database_role(engine)
+    finally:
+        await engine.dispose()
+
+
 def create_app(settings: Settings, engine: AsyncEngine | None = None) -> Starlette:
-    """The ASGI app. Without ``engine`` one is created in the lifespan (and disposed)."""
+    """The ASGI app. Without ``engine`` one is created in the lifespan (and disposed).
+
+    In production the lifespan refuses to start (``UnsafeDatabaseRole``) when the database
+    role would bypass row-level security.
+    """
     settings.check_serving()
     schema = build_schema(settings)
+    # Log errors our way: bounded, with the request id (see ``log_errors``).
+    schema.process_errors = log_errors  # type: ignore[method-assign]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = engine is None
         app.state.engine = engine or create_engine(_serve_url(settings), settings)
         try:
+            if settings.production:
+                await check_database_role(app.state.engine)
             yield
         finally:
             if owned:

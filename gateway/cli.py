@@ -237,6 +237,13 @@ def serve(
             prepare_demo(serving, owner_url)
         else:
             run_db(asyncio.run, check_reachable(serving))
+            if serving.production:
+                from gateway.app import UnsafeDatabaseRole, check_serving_database
+
+                try:
+                    run_db(asyncio.run, check_serving_database(serving))
+                except UnsafeDatabaseRole as exc:
+                    raise CliError(str(exc)) from None
         run_server(serving, host, port, workers, reload)
 
 
@@ -288,8 +295,11 @@ def run_server(settings: Settings, host: str, port: int, workers: int, reload: b
                     log_level="info")
         return
     from gateway.app import create_app
+    from gateway.runtime import tune_gc
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 # --- bulk migration and its verification --------------------------------------------------------
@@ -445,6 +455,8 @@ def verify_migrations(
     from gateway import bulk
     from gateway.store.verify import KINDS
 
+    if limit < 0:
+        fail(f"--limit must be 0 or more, got {limit}")
     settings = load_settings(data_dir)
     with database(settings) as (serving, owner_url):
         report = run_db(asyncio.run, bulk.verify_migrations(owner_url, settings=serving))

@@ -48,6 +48,9 @@ class Limits:
     max_directives: int = 50
     max_body_bytes: int = 64 * 1024
     max_first: int = 100
+    # Fields of a document once its fragment spreads are expanded (a fragment spread twice in
+    # a fragment spread twice … doubles at each level while staying a few hundred tokens).
+    max_expanded_fields: int = 2000
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Settings:
             max_directives=_int(env, "GATEWAY_MAX_DIRECTIVES", 50),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 64 * 1024),
             max_first=100,
+            max_expanded_fields=_int(env, "GATEWAY_MAX_EXPANDED_FIELDS", 2000),
         )
         settings = cls(
             database_url=database_url,
