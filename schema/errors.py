@@ -27,7 +27,7 @@ from graphql import (
     SelectionSetNode,
     ValidationContext,
 )
-from strawberry.extensions import AddValidationRules, MaskErrors
+from strawberry.extensions import MaskErrors
 from strawberry.extensions.base_extension import SchemaExtension
 
 from gateway.errors import GatewayError
@@ -209,7 +209,7 @@ class NoSuggestions(SchemaExtension):
             error.message = SUGGESTION.sub("", error.message)
 
 
-def DirectiveLimiter(max_directives: int) -> SchemaExtension:
+def directive_rule(max_directives: int) -> type[ASTValidationRule]:
     """A validation rule rejecting documents with more than ``max_directives`` directives."""
 
     class MaxDirectives(ASTValidationRule):
@@ -226,4 +226,4 @@ def DirectiveLimiter(max_directives: int) -> SchemaExtension:
                     )
                 )
 
-    return AddValidationRules([MaxDirectives])
+    return MaxDirectives

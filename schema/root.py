@@ -6,14 +6,15 @@ from collections.abc import Callable
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.settings import Settings
@@ -22,7 +23,7 @@ from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEv
 from schema.common import Connection, Info, Node
 from schema.conversation import Conversation, V1Conversation, V2Conversation
 from schema.document import Document, Typology
-from schema.errors import CodedMaskErrors, DirectiveLimiter, NoSuggestions
+from schema.errors import CodedMaskErrors, NoSuggestions, directive_rule
 from schema.geo import City, Zone, Zoning
 from schema.inputs import ConversationFilter, DocumentFilter, ProjectFilter
 from schema.message import V1Message, V2Message
@@ -144,6 +145,13 @@ TYPES = [V1Conversation, V2Conversation, V1Message, V2Message, Zoning, Zone, Typ
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     limits = settings.limits
+    # The limit rules are built once: the validation cache is keyed by the rule classes, so
+    # rules made per request (as strawberry's limiter extensions do) would never hit it.
+    rules = [
+        depth_rule(limits.max_depth, None),
+        alias_rule(limits.max_aliases),
+        directive_rule(limits.max_directives),
+    ]
     # Factories, not instances: strawberry builds fresh extensions for every request (the
     # parser and validation LRU caches live at module level and are shared).
     extensions: list[Callable[[], SchemaExtension]] = [
@@ -151,9 +159,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-        lambda: DirectiveLimiter(max_directives=limits.max_directives),
+        lambda: AddValidationRules(rules),
     ]
     if not settings.introspection:
         extensions += [DisableIntrospection, NoSuggestions]

@@ -745,3 +745,16 @@ async def test_limits_are_configurable(engine: AsyncEngine) -> None:
         spread = "query { ...F ...F ...F } fragment F on Query { __typename __typename __typename }"
         refused(await post(client, spread), "more than 8 fields")
         accepted(await post(client, query_of_depth(3)))
+
+
+async def test_a_repeated_document_is_validated_once(client: httpx.AsyncClient) -> None:
+    # The limit rules are built once per schema, so strawberry's validation cache can hit.
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    cache = _get_validate_cache(256)
+    query = {"query": "{ cities(first: 1) { totalCount } }"}
+    await client.post("/graphql", json=query)
+    hits = cache.cache_info().hits
+    response = await client.post("/graphql", json=query)
+    assert response.status_code == 200
+    assert cache.cache_info().hits == hits + 1
