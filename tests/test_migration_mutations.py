@@ -97,7 +97,10 @@ async def test_migration_copies_field_by_field_and_leaves_v1_untouched(
     # given
     user = await make_user(owner)
     v1 = await conversation_with_roles(owner, user)
+    await insert(owner, "analytics.chat_events", conversation_id=v1, user_id=user,
+                 metadata={"source": "v1"}, tokens_total=10)
     before = await v1_checksums(owner)
+    events = await owner.fetchval(CHECKSUM.format("analytics.chat_events"))
     # when
     body = await gql(client, MIGRATE, user, id=to_global_id("V1Conversation", v1))
     # then
@@ -112,6 +115,8 @@ async def test_migration_copies_field_by_field_and_leaves_v1_untouched(
     assert conversation["migratedFrom"] == {"id": to_global_id("V1Conversation", v1)}
     assert payload["project"]["status"] == "DRAFT"
     assert await v1_checksums(owner) == before
+    # the migration writes no analytics event: a v1 event stays counted as v1
+    assert await owner.fetchval(CHECKSUM.format("analytics.chat_events")) == events
 
     v2 = uuid.UUID(conversation["databaseId"])
     old = await owner.fetch(V1_MESSAGES, v1)
