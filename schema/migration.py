@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -13,6 +13,8 @@ from schema.common import Info, Node
 from schema.conversation import V1Conversation, V2Conversation, conversation_from_row
 from schema.ids import to_global_id
 from schema.project import Project
+
+T = TypeVar("T")
 
 
 @strawberry.enum
@@ -50,24 +52,43 @@ class Migration(Node):
 
     @strawberry.field
     async def v1_conversation(self, info: Info) -> V1Conversation | None:
-        if self.v1_conversation_id is None:
-            return None
-        row = await info.context.loaders.v1_conversation.load(self.v1_conversation_id)
-        return conversation_from_row(row) if row else None  # type: ignore[return-value]
+        return await load_v1(info, self.v1_conversation_id)
 
     @strawberry.field
     async def v2_conversation(self, info: Info) -> V2Conversation | None:
-        if self.v2_conversation_id is None:
-            return None
-        row = await info.context.loaders.v2_conversation.load(self.v2_conversation_id)
-        return conversation_from_row(row) if row else None  # type: ignore[return-value]
+        return await load_v2(info, self.v2_conversation_id)
 
     @strawberry.field
     async def project(self, info: Info) -> Project | None:
-        if self.v2_project_id is None:
-            return None
-        row = await info.context.loaders.project.load(self.v2_project_id)
-        return Project.from_row(row) if row else None
+        return await load_project(info, self.v2_project_id)
+
+
+async def load_v1(info: Info, conversation_id: UUID | None) -> V1Conversation | None:
+    if conversation_id is None:
+        return None
+    row = await info.context.loaders.v1_conversation.load(conversation_id)
+    return conversation_from_row(row) if row else None  # type: ignore[return-value]
+
+
+async def load_v2(info: Info, conversation_id: UUID | None) -> V2Conversation | None:
+    if conversation_id is None:
+        return None
+    row = await info.context.loaders.v2_conversation.load(conversation_id)
+    return conversation_from_row(row) if row else None  # type: ignore[return-value]
+
+
+async def load_project(info: Info, project_id: UUID | None) -> Project | None:
+    if project_id is None:
+        return None
+    row = await info.context.loaders.project.load(project_id)
+    return Project.from_row(row) if row else None
+
+
+def visible(value: T | None, what: str) -> T:
+    """A payload object the mutation just wrote must be visible to its viewer."""
+    if value is None:
+        raise LookupError(f"{what} is not visible")
+    return value
 
 
 @strawberry.input
@@ -92,17 +113,12 @@ class MigrateConversationPayload:
 
     @strawberry.field
     async def conversation(self, info: Info) -> V2Conversation:
-        conversation = await self.migration.v2_conversation(info)
-        if conversation is None:
-            raise LookupError("migrated conversation is not visible")
-        return conversation
+        migration = self.migration
+        return visible(await load_v2(info, migration.v2_conversation_id), "migrated conversation")
 
     @strawberry.field
     async def project(self, info: Info) -> Project:
-        project = await self.migration.project(info)
-        if project is None:
-            raise LookupError("migrated project is not visible")
-        return project
+        return visible(await load_project(info, self.migration.v2_project_id), "migrated project")
 
 
 @strawberry.type
@@ -111,10 +127,8 @@ class RevertMigrationPayload:
 
     @strawberry.field
     async def v1_conversation(self, info: Info) -> V1Conversation:
-        conversation = await self.migration.v1_conversation(info)
-        if conversation is None:
-            raise LookupError("reverted conversation is not visible")
-        return conversation
+        migration = self.migration
+        return visible(await load_v1(info, migration.v1_conversation_id), "reverted conversation")
 
 
 @strawberry.type
