@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import strawberry
 
@@ -37,10 +37,30 @@ class PageInfo:
     start_cursor: str | None
 
 
+def _edge_cursor(root: Edge[Any]) -> str:
+    # Encoded when asked for: most queries want the nodes of a page, not every cursor.
+    return root.encode_cursor(root.row)
+
+
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: T
+    row: strawberry.Private[Any]
+    encode_cursor: strawberry.Private[Callable[[Any], str]]
+
+
+def later(awaitable: Awaitable[T]) -> T:
+    """``awaitable`` returned from a sync resolver in place of its value.
+
+    graphql-core awaits whatever awaitable a resolver returns. A resolver that only sometimes
+    needs a loader is therefore sync, and returns its value on the spot when no I/O is needed
+    (an embedded row, a null id, no ids): an async resolver would cost a coroutine, its await
+    and a gathered task per field even then. Strawberry reads the field's type from the
+    annotation, so the awaitable is passed off as the value (the cast is for the type checker
+    only).
+    """
+    return cast(T, awaitable)
 
 
 async def _zero() -> int:
@@ -85,13 +105,13 @@ def build_connection(
     """A connection over ``rows`` fetched with ``limit + 1`` (the extra row tells whether
     there is a next page and is not returned)."""
     page = rows[:limit]
-    edges = [Edge(cursor=cursor(r), node=node(r)) for r in page]
+    edges = [Edge(node=node(r), row=r, encode_cursor=cursor) for r in page]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=len(rows) > limit,
-            end_cursor=edges[-1].cursor if edges else None,
-            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=cursor(page[-1]) if page else None,
+            start_cursor=cursor(page[0]) if page else None,
         ),
         count=count,
     )

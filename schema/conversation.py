@@ -9,7 +9,7 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
-from schema.common import Connection, Info, Node, Source, build_connection, page_size
+from schema.common import Connection, Info, Node, Source, build_connection, later, page_size
 from schema.document import Document
 from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, to_global_id
 from schema.message import Message, message_cursor, message_from_row
@@ -74,9 +74,12 @@ class V1Conversation(Conversation):
     document_id: strawberry.Private[UUID | None]
 
     @strawberry.field
-    async def document(self, info: Info) -> Document | None:
+    def document(self, info: Info) -> Document | None:
         if self.document_id is None:
             return None
+        return later(self._document(info))
+
+    async def _document(self, info: Info) -> Document | None:
         # The same batch as ``documents`` (a v1 conversation's documents are its document).
         rows = await info.context.loaders.documents_by_conversation.load(
             (self.source.value, self.database_id)

@@ -11,7 +11,7 @@ import strawberry
 
 from gateway.store import Row
 from gateway.store.shared import embedded
-from schema.common import Info, Node
+from schema.common import Info, Node, later
 from schema.geo import City, Zone, Zoning, load_city, load_zone, load_zoning
 from schema.ids import to_global_id
 
@@ -63,29 +63,37 @@ class Document(Node):
         )
 
     @strawberry.field
-    async def city(self, info: Info) -> City | None:
+    def city(self, info: Info) -> City | None:
         if self.city_row is not None:
             return City.from_row(self.city_row)
-        return await load_city(info, self.city_id)
+        if self.city_id is None:
+            return None
+        return later(load_city(info, self.city_id))
 
     @strawberry.field
-    async def zoning(self, info: Info) -> Zoning | None:
-        return await load_zoning(info, self.zoning_id)
+    def zoning(self, info: Info) -> Zoning | None:
+        return later(load_zoning(info, self.zoning_id)) if self.zoning_id is not None else None
 
     @strawberry.field
-    async def zone(self, info: Info) -> Zone | None:
+    def zone(self, info: Info) -> Zone | None:
         if self.zone_row is not None:
             return Zone.from_row(self.zone_row)
-        return await load_zone(info, self.zone_id)
+        if self.zone_id is None:
+            return None
+        return later(load_zone(info, self.zone_id))
 
     @strawberry.field
-    async def typology(self, info: Info) -> Typology | None:
+    def typology(self, info: Info) -> Typology | None:
         if self.typology_row is not None:
             return Typology.from_row(self.typology_row)
         if self.typology_id is None:
             return None
-        row = await info.context.loaders.typology.load(self.typology_id)
-        return Typology.from_row(row) if row else None
+        return later(_load_typology(info, self.typology_id))
+
+
+async def _load_typology(info: Info, typology_id: UUID) -> Typology | None:
+    row = await info.context.loaders.typology.load(typology_id)
+    return Typology.from_row(row) if row else None
 
 
 async def load_document(info: Info, document_id: UUID | None) -> Document | None:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import strawberry
 
-from schema.common import Info, Node
+from schema.common import Info, Node, later
 from schema.ids import to_global_id
 
 
@@ -72,12 +72,12 @@ class Zone(Node):
         )
 
     @strawberry.field
-    async def city(self, info: Info) -> City | None:
-        return await load_city(info, self.city_id)
+    def city(self, info: Info) -> City | None:
+        return later(load_city(info, self.city_id)) if self.city_id is not None else None
 
     @strawberry.field
-    async def zoning(self, info: Info) -> Zoning | None:
-        return await load_zoning(info, self.zoning_id)
+    def zoning(self, info: Info) -> Zoning | None:
+        return later(load_zoning(info, self.zoning_id)) if self.zoning_id is not None else None
 
 
 async def load_city(info: Info, city_id: UUID | None) -> City | None:

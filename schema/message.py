@@ -10,7 +10,7 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
-from schema.common import Info, Node, Source
+from schema.common import Info, Node, Source, later
 from schema.document import Document, load_document, load_documents
 from schema.geo import City, Zone
 from schema.ids import encode_cursor, to_global_id
@@ -37,20 +37,19 @@ class Message(Node):
     reply_to_id: strawberry.Private[UUID | None]
 
     @strawberry.field(description="The profile of a USER message's user; null otherwise.")
-    async def author(self, info: Info) -> Profile | None:
+    def author(self, info: Info) -> Profile | None:
         if self.role is not MessageRole.USER:
             return None
-        return await load_profile(info, self.user_id)
+        return later(load_profile(info, self.user_id))
 
     @strawberry.field
-    async def reply_to(self, info: Info) -> Message | None:
+    def reply_to(self, info: Info) -> Message | None:
         if self.reply_to_id is None:
             return None
-        row = await info.context.loaders.message.load((self.source.value, self.reply_to_id))
-        return message_from_row(self.source.value, row) if row else None
+        return later(_load_message(info, self.source.value, self.reply_to_id))
 
     @strawberry.field
-    async def documents(self, info: Info) -> list[Document]:
+    def documents(self, info: Info) -> list[Document]:
         """Documents the message refers to (v1 ``document_id``, v2 ``referenced_documents``)."""
         raise NotImplementedError  # each store's type resolves its own
 
@@ -60,9 +59,10 @@ class V1Message(Message):
     document_id: strawberry.Private[UUID | None]
 
     @strawberry.field
-    async def documents(self, info: Info) -> list[Document]:
-        document = await load_document(info, self.document_id)
-        return [document] if document else []
+    def documents(self, info: Info) -> list[Document]:
+        if self.document_id is None:
+            return []
+        return later(_one_document(info, self.document_id))
 
 
 @strawberry.type
@@ -77,22 +77,42 @@ class V2Message(Message):
     city_ids: strawberry.Private[list[UUID] | None]
 
     @strawberry.field
-    async def documents(self, info: Info) -> list[Document]:
-        return await load_documents(info, self.document_ids)
+    def documents(self, info: Info) -> list[Document]:
+        if not self.document_ids:
+            return []
+        return later(load_documents(info, self.document_ids))
 
     @strawberry.field
-    async def referenced_zones(self, info: Info) -> list[Zone]:
+    def referenced_zones(self, info: Info) -> list[Zone]:
         if not self.zone_ids:
             return []
-        rows = await info.context.loaders.zone.load_many(self.zone_ids)
-        return [Zone.from_row(r) for r in rows if r]
+        return later(_load_zones(info, self.zone_ids))
 
     @strawberry.field
-    async def referenced_cities(self, info: Info) -> list[City]:
+    def referenced_cities(self, info: Info) -> list[City]:
         if not self.city_ids:
             return []
-        rows = await info.context.loaders.city.load_many(self.city_ids)
-        return [City.from_row(r) for r in rows if r]
+        return later(_load_cities(info, self.city_ids))
+
+
+async def _load_message(info: Info, source: str, message_id: UUID) -> Message | None:
+    row = await info.context.loaders.message.load((source, message_id))
+    return message_from_row(source, row) if row else None
+
+
+async def _one_document(info: Info, document_id: UUID) -> list[Document]:
+    document = await load_document(info, document_id)
+    return [document] if document else []
+
+
+async def _load_zones(info: Info, ids: list[UUID]) -> list[Zone]:
+    rows = await info.context.loaders.zone.load_many(ids)
+    return [Zone.from_row(r) for r in rows if r]
+
+
+async def _load_cities(info: Info, ids: list[UUID]) -> list[City]:
+    rows = await info.context.loaders.city.load_many(ids)
+    return [City.from_row(r) for r in rows if r]
 
 
 def _common(source: str, row: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from strawberry.scalars import JSON
 
 from gateway.store import Row
 from gateway.store.shared import embedded
-from schema.common import Connection, Info, Node, build_connection, page_size
+from schema.common import Connection, Info, Node, build_connection, later, page_size
 from schema.conversation import V2Conversation, conversation_cursor, conversation_from_row
 from schema.document import Document
 from schema.geo import City, Zone, load_city, load_zone
@@ -92,16 +92,20 @@ class Project(Node):
         return await load_profile(info, self.user_id)
 
     @strawberry.field
-    async def main_city(self, info: Info) -> City | None:
+    def main_city(self, info: Info) -> City | None:
         if self.main_city_row is not None:
             return City.from_row(self.main_city_row)
-        return await load_city(info, self.main_city_id)
+        if self.main_city_id is None:
+            return None
+        return later(load_city(info, self.main_city_id))
 
     @strawberry.field
-    async def main_zone(self, info: Info) -> Zone | None:
+    def main_zone(self, info: Info) -> Zone | None:
         if self.main_zone_row is not None:
             return Zone.from_row(self.main_zone_row)
-        return await load_zone(info, self.main_zone_id)
+        if self.main_zone_id is None:
+            return None
+        return later(load_zone(info, self.main_zone_id))
 
     @strawberry.field(description="Documents of the project, pinned first.")
     async def documents(self, info: Info) -> list[Document]:

@@ -38,6 +38,11 @@ from schema.migration import (
 from schema.profile import Profile
 from schema.project import Project
 
+try:  # extends graphql-core 3.3's executor (see schema/execution.py)
+    from schema.execution import FastExecutionContext
+except ImportError:  # an older graphql-core or strawberry: their own execution path
+    FastExecutionContext = None  # type: ignore[assignment,misc]
+
 
 @strawberry.type
 class Query:
@@ -169,6 +174,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=TYPES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=FastExecutionContext,
     )
 
 
