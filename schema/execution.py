@@ -221,13 +221,8 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 if plain is not None:
                     field_path = Path(path, response_name, parent_type.name)
                     try:
-                        value = getattr(source_value, plain.attribute)
-                        if value is None or value is Undefined:
-                            if plain.non_null:
-                                raise TypeError(
-                                    "Cannot return null for non-nullable field"
-                                    f" {parent_type}.{plain.field_name}."
-                                )
+                        value = read_attribute(source_value, plain, parent_type)
+                        if value is None:
                             results[response_name] = None
                             continue
                         if not isinstance(value, Exception) and not is_awaitable(value):
@@ -253,13 +248,8 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         continue
                 elif leaf is not None:
                     try:
-                        value = getattr(source_value, leaf.attribute)
-                        if value is None or value is Undefined:
-                            if leaf.non_null:
-                                raise TypeError(
-                                    "Cannot return null for non-nullable field"
-                                    f" {parent_type}.{leaf.field_name}."
-                                )
+                        value = read_attribute(source_value, leaf, parent_type)
+                        if value is None:
                             results[response_name] = None
                             continue
                         if not isinstance(value, Exception) and not is_awaitable(value):
@@ -349,3 +339,16 @@ class _Unplanned(Exception):
 def _known_is_type_of(object_type: GraphQLObjectType) -> bool:
     """Whether ``object_type`` has no ``is_type_of`` or strawberry's class-based one."""
     return object_type.is_type_of is None or _qualname(object_type.is_type_of) == OBJECT_IS_TYPE_OF
+
+
+def read_attribute(source: Any, spec: PlainLeaf | PlainObject, parent_type: GraphQLObjectType) -> Any:
+    """The field's value read off ``source`` (None for null); null in a non-null field raises
+    graphql-core's error, as the general path would."""
+    value = getattr(source, spec.attribute)
+    if value is None or value is Undefined:
+        if spec.non_null:
+            raise TypeError(
+                f"Cannot return null for non-nullable field {parent_type}.{spec.field_name}."
+            )
+        return None
+    return value
