@@ -341,7 +341,9 @@ def _known_is_type_of(object_type: GraphQLObjectType) -> bool:
     return object_type.is_type_of is None or _qualname(object_type.is_type_of) == OBJECT_IS_TYPE_OF
 
 
-def read_attribute(source: Any, spec: PlainLeaf | PlainObject, parent_type: GraphQLObjectType) -> Any:
+def read_attribute(
+    source: Any, spec: PlainLeaf | PlainObject, parent_type: GraphQLObjectType
+) -> Any:
     """The field's value read off ``source`` (None for null); null in a non-null field raises
     graphql-core's error, as the general path would."""
     value = getattr(source, spec.attribute)
