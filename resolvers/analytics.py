@@ -6,7 +6,7 @@ from gateway.store import analytics as store
 from resolvers.arguments import aware
 from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
 from schema.common import Connection, Info, build_connection, page_size
-from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, expect_id
+from schema.ids import encode_cursor, expect_id, time_keyset
 
 
 def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
@@ -31,10 +31,7 @@ async def chat_events(
 ) -> Connection[ChatEvent]:
     limit = page_size(first)
     criteria = to_store_filter(filter)
-    keyset = None
-    if after is not None:
-        at, row_id = decode_cursor("event", after, 2)
-        keyset = (cursor_datetime(at), cursor_uuid(row_id))
+    keyset = time_keyset("event", after)
     context = info.context
     if context.is_anonymous:
         return Connection.empty()

@@ -6,7 +6,7 @@ from gateway.store import conversations as store
 from resolvers.arguments import aware
 from schema.common import Connection, Info, Source, build_connection, page_size
 from schema.conversation import Conversation, conversation_cursor, conversation_from_row
-from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, expect_id
+from schema.ids import expect_id, time_keyset
 from schema.inputs import ConversationFilter
 
 
@@ -34,10 +34,7 @@ async def conversations(
 ) -> Connection[Conversation]:
     limit = page_size(first)
     criteria = to_store_filter(filter)
-    keyset = None
-    if after is not None:
-        at, row_id = decode_cursor("conversation", after, 2)
-        keyset = (cursor_datetime(at), cursor_uuid(row_id))
+    keyset = time_keyset("conversation", after)
     context = info.context
     if context.is_anonymous:
         return Connection.empty()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.store import projects as store
 from gateway.store import shared
 from schema.common import Connection, Info, build_connection, page_size
-from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
+from schema.ids import encode_cursor, time_keyset
 from schema.inputs import ProjectFilter
 from schema.profile import Profile
 from schema.project import Project
@@ -15,10 +15,7 @@ async def projects(
     info: Info, filter: ProjectFilter | None, first: int | None, after: str | None
 ) -> Connection[Project]:
     limit = page_size(first)
-    keyset = None
-    if after is not None:
-        at, row_id = decode_cursor("project", after, 2)
-        keyset = (cursor_datetime(at), cursor_uuid(row_id))
+    keyset = time_keyset("project", after)
     context = info.context
     if context.is_anonymous:
         return Connection.empty()

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 
 from schema.common import Connection, Info, Node, Source, build_connection, later, page_size
 from schema.document import Document
-from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor, to_global_id
+from schema.ids import encode_cursor, time_keyset, to_global_id
 from schema.message import Message, message_cursor, message_from_row
 from schema.profile import Profile, load_profile
 
@@ -49,10 +49,7 @@ class Conversation(Node):
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Message]:
         limit = page_size(first)
-        keyset = None
-        if after is not None:
-            at, row_id = decode_cursor("message", after, 2)
-            keyset = (cursor_datetime(at), cursor_uuid(row_id))
+        keyset = time_keyset("message", after)
         loaders = info.context.loaders
         source = self.source.value
         rows = await loaders.messages_by_conversation.load(

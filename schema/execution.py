@@ -33,6 +33,7 @@ from graphql import (
     is_leaf_type,
     is_non_null_type,
     is_object_type,
+    located_error,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import invalid_return_type_error, to_nodes
@@ -41,6 +42,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.cast import get_strawberry_type_cast
 from strawberry.types.field import StrawberryField
+
+from schema.sqlplan import compile_plan
 
 # strawberry's own type resolution for interfaces (``from_interface``): it depends only on the
 # object's class unless the object was cast with ``strawberry.cast``.
@@ -201,6 +204,52 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
 
         return await_completed()
+
+    def execute_root_grouped_field_set(
+        self,
+        root_type: GraphQLObjectType,
+        root_value: Any,
+        grouped_field_set: GroupedFieldSet,
+        serially: bool,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        """A query the SQL planner knows is answered by one statement (``schema.sqlplan``);
+        anything else, or a plan whose non-null fields came back null, by the resolvers."""
+        context = self.context_value
+        plan = None
+        if not serially and self.fast and getattr(context, "settings", None) is not None:
+            if context.settings.sql_plans:
+                plan = compile_plan(
+                    self.schema,
+                    self.fragments,
+                    self.variable_values,
+                    self.operation,
+                    root_type,
+                    grouped_field_set,
+                    context,
+                )
+        if plan is None:
+            return super().execute_root_grouped_field_set(
+                root_type, root_value, grouped_field_set, serially, position_context
+            )
+
+        async def run_plan() -> dict[str, Any]:
+            try:
+                data = await plan.run(context)
+            except Exception as error:
+                # As a failing root field on the resolver path: located at the first field.
+                key, details = next(iter(grouped_field_set.items()))
+                raise located_error(
+                    error, to_nodes(details), Path(None, key, root_type.name).as_list()
+                ) from None
+            if data is not None:
+                return data
+            result = super(FastExecutionContext, self).execute_root_grouped_field_set(
+                root_type, root_value, grouped_field_set, serially, position_context
+            )
+            return await result if self.is_awaitable(result) else result  # type: ignore[no-any-return]
+
+        return run_plan()
 
     def execute_fields(
         self,

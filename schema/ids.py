@@ -105,3 +105,11 @@ def cursor_uuid(raw: str | None) -> UUID:
         return UUID(str(raw))
     except ValueError:
         raise BadUserInput("invalid cursor") from None
+
+
+def time_keyset(kind: str, after: str | None) -> tuple[datetime | None, UUID] | None:
+    """The ``(instant, id)`` position of an ``after`` cursor of ``kind`` (None: from the start)."""
+    if after is None:
+        return None
+    at, row_id = decode_cursor(kind, after, 2)
+    return cursor_datetime(at), cursor_uuid(row_id)

@@ -17,7 +17,7 @@ from schema.common import Connection, Info, Node, build_connection, later, page_
 from schema.conversation import V2Conversation, conversation_cursor, conversation_from_row
 from schema.document import Document
 from schema.geo import City, Zone, load_city, load_zone
-from schema.ids import cursor_datetime, cursor_uuid, decode_cursor, to_global_id
+from schema.ids import time_keyset, to_global_id
 from schema.profile import Profile, load_profile
 
 
@@ -117,10 +117,7 @@ class Project(Node):
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[V2Conversation]:
         limit = page_size(first)
-        keyset = None
-        if after is not None:
-            at, row_id = decode_cursor("conversation", after, 2)
-            keyset = (cursor_datetime(at), cursor_uuid(row_id))
+        keyset = time_keyset("conversation", after)
         loaders = info.context.loaders
         rows = await loaders.v2_conversations_by_project.load(
             (self.database_id, limit + 1, keyset)

@@ -118,25 +118,43 @@ def _halves(
     return halves, params
 
 
-async def page(db: Db, f: ConversationFilter, *, after: Keyset | None, limit: int) -> list[Row]:
-    """Up to ``limit`` conversations of both stores after ``after``, newest activity first."""
+def page_sql(
+    f: ConversationFilter, *, after: Keyset | None, limit: int
+) -> tuple[str, dict[str, object]] | None:
+    """The listing statement (rows in ``ORDER``) and its parameters; None when the filter
+    excludes both stores."""
     keyset, kparams = _keyset(after)
     halves, params = _halves(f, keyset)
     if not halves:
-        return []
+        return None
     selects = {"v1": V1_SELECT, "v2": V2_SELECT}
     parts = [f"({selects[s]} {where} {ORDER} LIMIT :limit)" for s, where in halves]
     sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
-    return list(await db.rows(text(sql), {**params, **kparams, "limit": limit}))
+    return sql, {**params, **kparams, "limit": limit}
+
+
+def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
+    """A statement counting the filtered listing (0 when it excludes both stores)."""
+    halves, params = _halves(f)
+    if not halves:
+        return "SELECT 0", {}
+    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
+    parts = [f"(SELECT count(*) FROM {tables[s]} c {where})" for s, where in halves]
+    return f"SELECT ({' + '.join(parts)})::int", params
+
+
+async def page(db: Db, f: ConversationFilter, *, after: Keyset | None, limit: int) -> list[Row]:
+    """Up to ``limit`` conversations of both stores after ``after``, newest activity first."""
+    built = page_sql(f, after=after, limit=limit)
+    if built is None:
+        return []
+    sql, params = built
+    return list(await db.rows(text(sql), params))
 
 
 async def count(db: Db, f: ConversationFilter) -> int:
-    halves, params = _halves(f)
-    if not halves:
-        return 0
-    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
-    parts = [f"(SELECT count(*) FROM {tables[s]} c {where})" for s, where in halves]
-    return int(await db.scalar(text(f"SELECT {' + '.join(parts)}"), params))
+    sql, params = count_sql(f)
+    return int(await db.scalar(text(sql), params))
 
 
 async def v1_by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:

@@ -20,6 +20,17 @@ def _table(source: str) -> str:
     return TABLES[source]
 
 
+def after_predicate(after: MessageKeyset | None, alias: str) -> tuple[str, dict[str, object]]:
+    """The messages strictly after ``after`` in ``created_at, id`` order ("" for all)."""
+    if after is None:
+        return "", {}
+    predicate = (
+        f"({alias}.created_at, {alias}.id) > "
+        "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
+    )
+    return predicate, {"after_at": after[0], "after_id": after[1]}
+
+
 async def first_by_conversation(
     db: Db,
     source: str,
@@ -33,17 +44,13 @@ async def first_by_conversation(
     Order is ``created_at`` then ``id`` ascending; rows carry ``conversation_key``.
     """
     table = _table(source)
-    params: dict[str, object] = {"ids": list(conversation_ids), "limit": limit}
-    keyset = ""
-    if after is not None:
-        keyset = (
-            "AND (m.created_at, m.id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
-        )
-        params.update(after_at=after[0], after_id=after[1])
+    keyset, params = after_predicate(after, "m")
+    params.update(ids=list(conversation_ids), limit=limit)
     sql = f"""
     SELECT k.conversation_key, x.* FROM unnest(CAST(:ids AS uuid[])) AS k(conversation_key)
     CROSS JOIN LATERAL (
-      SELECT m.* FROM {table} m WHERE m.conversation_id = k.conversation_key {keyset}
+      SELECT m.* FROM {table} m WHERE m.conversation_id = k.conversation_key
+        {f"AND {keyset}" if keyset else ""}
       ORDER BY m.created_at, m.id LIMIT :limit
     ) x
     """

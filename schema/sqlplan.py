@@ -1,0 +1,737 @@
+"""SQL plans: a query over the conversation graph answered by one statement that builds its JSON.
+
+The resolver path fetches rows with a handful of batched statements, makes an object per row
+and completes every field in Python; for a page of 50 conversations with their messages that
+is ~1,800 field completions, most of the CPU of the request. PostGraphile's answer is to let
+PostgreSQL build the response: one statement whose ``json_build_object`` tree mirrors the
+selection. This module does the same for the graph's hot shape: ``Query.conversations`` with
+the conversation, message, project, document, geography, profile and migration fields below
+it. It runs in the request's transaction, as the viewer (RLS applies as on the resolver path),
+after parsing, validation and the limits, and before any resolver.
+
+Every value is rendered as the resolver path renders it (global ids and cursors are base64url
+without padding, instants ``isoformat()`` in UTC, decimals as text, enums by name), and each
+list keeps the resolver path's order. ``tests/test_sql_plans.py`` runs a corpus of queries, and
+random selections, on both paths and asserts equal responses.
+
+Anything this module does not know (another root field, an argument value the resolver would
+reject, ``@defer``, an unknown field) makes ``compile_plan`` return None and the request takes
+the resolver path, which also produces the errors. A non-null field that comes back null
+(a project hidden by RLS, a role outside the enum) would be an error on the resolver path: the
+plan records where that can happen and, when it does, the request is answered by the resolver
+path instead, so errors and null propagation stay the resolver path's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+from graphql import (
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    is_abstract_type,
+    is_non_null_type,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_subfields,
+)
+from graphql.execution.values import get_argument_values
+from sqlalchemy import text
+
+from gateway.context import Context
+from gateway.errors import GatewayError
+from gateway.store import conversations as conversation_store
+from gateway.store import messages as message_store
+from resolvers.conversations import to_store_filter
+from schema.common import page_size
+from schema.ids import time_keyset
+from schema.inputs import ConversationFilter
+
+# ``json_build_object`` takes at most 100 arguments.
+MAX_KEYS = 50
+
+# A JSON check: response key -> (non-null but may come back null, check of the value below).
+# Lists are checked item by item with the same check.
+Check = dict[str, tuple[bool, "Check | None"]]
+
+# SQLAlchemy ``text()`` bind parameters (the pattern it uses itself).
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+class Unsupported(Exception):
+    """A selection or an argument this module does not plan; the resolver path takes it."""
+
+
+class Out(NamedTuple):
+    sql: str
+    check: tuple[bool, Check | None] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    sql: str
+    params: dict[str, object]
+    check: Check | None
+
+    async def run(self, context: Context) -> dict[str, Any] | None:
+        """The response data, or None when a non-null field came back null."""
+        db = await context.db()
+        raw = await db.scalar(text(self.sql), self.params)
+        data: dict[str, Any] = orjson.loads(raw)
+        if self.check is not None and violated(data, self.check):
+            return None
+        return data
+
+
+def violated(value: Any, check: Check) -> bool:
+    """Whether a non-null position of ``check`` holds null in ``value``."""
+    if isinstance(value, list):
+        return any(item is not None and violated(item, check) for item in value)
+    for key, (required, below) in check.items():
+        item = value.get(key)  # absent: the other store's branch of an interface
+        if item is None:
+            if required and key in value:
+                return True
+        elif below is not None and violated(item, below):
+            return True
+    return False
+
+
+def merge(a: Check | None, b: Check | None) -> Check | None:
+    """Both checks (the branches of an interface share response keys)."""
+    if a is None or b is None:
+        return a or b
+    merged = dict(a)
+    for key, (required, below) in b.items():
+        if key in merged:
+            other_required, other_below = merged[key]
+            merged[key] = (required or other_required, merge(below, other_below))
+        else:
+            merged[key] = (required, below)
+    return merged
+
+
+# --- how values are rendered (exactly as the resolver path renders them) ---------------------
+
+
+def iso(expr: str) -> str:
+    """``datetime.isoformat()`` of a timestamptz (asyncpg returns UTC datetimes; the
+    fraction is left out when zero, as Python does). Colons are escaped for ``text()``."""
+    return (
+        f"(replace(to_char(({expr}) AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.US'), '.000000', '') || '+00\\:00')"
+    )
+
+
+def base64url(expr: str) -> str:
+    """``base64.urlsafe_b64encode`` without padding (PostgreSQL wraps base64 lines at 76)."""
+    return f"rtrim(translate(encode(convert_to({expr}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
+
+
+def global_id(type_name: str, id_expr: str) -> str:
+    """``schema.ids.to_global_id``."""
+    return base64url(f"'{type_name}:' || ({id_expr})::text")
+
+
+def cursor(kind: str, at_expr: str, id_expr: str) -> str:
+    """``schema.ids.encode_cursor(kind, at, id)``: the orjson list, base64url."""
+    return base64url(
+        f"'[\"{kind}\",' || coalesce('\"' || {iso(at_expr)} || '\"', 'null') || ',\"' || "
+        f"({id_expr})::text || '\"]'"
+    )
+
+
+def enum_name(expr: str, values: tuple[str, ...]) -> str:
+    """The enum name of a stored value; NULL for a value outside the enum."""
+    cases = " ".join(f"WHEN '{v}' THEN '{v.upper()}'" for v in values)
+    return f"(CASE {expr} {cases} END)"
+
+
+def literal(value: str) -> str:
+    return f"CAST('{value}' AS text)"
+
+
+PLAIN, TIME, DECIMAL, FLOAT, REQUIRED = "plain", "time", "decimal", "float", "required"
+
+ROLES = ("user", "assistant", "system")
+PROJECT_STATUSES = ("draft", "active", "completed", "archived")
+MIGRATION_STATUSES = ("pending", "completed", "failed", "reverted")
+
+_CONVERSATION = {
+    "title": ("{a}.title", PLAIN),
+    "isActive": ("{a}.is_active", PLAIN),
+    "lastMessageAt": ("{a}.last_message_at", TIME),
+    "createdAt": ("{a}.created_at", TIME),
+    "messageCount": ("coalesce({a}.message_count, 0)", PLAIN),
+}
+_MESSAGE = {
+    "role": (enum_name("{a}.role", ROLES), REQUIRED),
+    "text": ("{a}.message", REQUIRED),
+    "conversationTurn": ("{a}.conversation_turn", PLAIN),
+    "createdAt": ("{a}.created_at", TIME),
+    "metadata": ("{a}.metadata", PLAIN),
+}
+
+# Scalar fields per object type: SQL over the row alias ``{a}`` and how to render it.
+SCALARS: dict[str, dict[str, tuple[str, str]]] = {
+    "V1Conversation": _CONVERSATION,
+    "V2Conversation": {
+        **_CONVERSATION,
+        "conversationType": ("{a}.conversation_type", PLAIN),
+        "contextMetadata": ("{a}.context_metadata", PLAIN),
+        "archivedAt": ("{a}.archived_at", TIME),
+        "documentCount": ("coalesce({a}.document_count, 0)", PLAIN),
+        "updatedAt": ("{a}.updated_at", TIME),
+    },
+    "V1Message": _MESSAGE,
+    "V2Message": {
+        **_MESSAGE,
+        "messageType": ("{a}.message_type", PLAIN),
+        "intentDetected": ("{a}.intent_detected", PLAIN),
+        "confidenceScore": ("{a}.confidence_score", FLOAT),
+        "aiModelUsed": ("{a}.ai_model_used", PLAIN),
+        "searchContext": ("{a}.search_context", PLAIN),
+    },
+    "Profile": {
+        "email": ("{a}.email", PLAIN),
+        "fullName": ("{a}.full_name", PLAIN),
+        "isAdmin": ("coalesce({a}.is_admin, false)", PLAIN),
+        "createdAt": ("{a}.created_at", TIME),
+    },
+    "Document": {
+        "title": ("{a}.title", PLAIN),
+        "url": ("{a}.url", PLAIN),
+        "createdAt": ("{a}.created_at", TIME),
+    },
+    "City": {"name": ("{a}.name", PLAIN), "inseeCode": ("{a}.insee_code", PLAIN)},
+    "Zoning": {"name": ("{a}.name", PLAIN)},
+    "Zone": {"code": ("{a}.code", PLAIN), "label": ("{a}.label", PLAIN)},
+    "Typology": {"name": ("{a}.name", PLAIN)},
+    "Project": {
+        "name": ("{a}.name", PLAIN),
+        "description": ("{a}.description", PLAIN),
+        "projectType": ("{a}.project_type", PLAIN),
+        "mainAddress": ("{a}.main_address", PLAIN),
+        "geoLon": ("{a}.geo_lon", DECIMAL),
+        "geoLat": ("{a}.geo_lat", DECIMAL),
+        "color": ("{a}.color", PLAIN),
+        "icon": ("{a}.icon", PLAIN),
+        "starred": ("coalesce({a}.starred, false)", PLAIN),
+        "position": ("{a}.position", PLAIN),
+        "status": (enum_name("coalesce({a}.status, 'draft')", PROJECT_STATUSES), REQUIRED),
+        "pluAlertEnabled": ("coalesce({a}.plu_alert_enabled, false)", PLAIN),
+        "pluLastCheckAt": ("{a}.plu_last_check_at", TIME),
+        "pluCheckFrequency": ("{a}.plu_check_frequency", PLAIN),
+        "createdAt": ("{a}.created_at", TIME),
+        "updatedAt": ("{a}.updated_at", TIME),
+        "firstEditedAt": ("{a}.first_edited_at", TIME),
+        "metadata": ("{a}.metadata", PLAIN),
+    },
+    "Migration": {
+        "status": (enum_name("{a}.migration_status", MIGRATION_STATUSES), REQUIRED),
+        "migratedAt": ("{a}.migrated_at", TIME),
+        "revertedAt": ("{a}.reverted_at", TIME),
+        "errorMessage": ("{a}.error_message", PLAIN),
+    },
+}
+
+# The table a row of each object type is read from by id.
+TABLES = {
+    "V1Message": "chat_messages",
+    "V2Message": "v2_messages",
+    "Profile": "profiles",
+    "Document": "documents",
+    "City": "cities",
+    "Zoning": "zonings",
+    "Zone": "zones",
+    "Typology": "typologies",
+    "Project": "v2_projects",
+    "Migration": "migration_tracking",
+}
+
+
+def render(expr: str, how: str) -> str:
+    if how == TIME:
+        return iso(expr)
+    if how == DECIMAL:
+        return f"({expr})::text"
+    if how == FLOAT:
+        return f"({expr})::float8"
+    return expr
+
+
+def named(type_: Any) -> Any:
+    while isinstance(type_, (GraphQLNonNull, GraphQLList)):
+        type_ = type_.of_type
+    return type_
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
+
+
+class Planner:
+    """Builds one statement for a query's root fields (``compile_plan``)."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDetails],
+        variable_values: Any,
+        operation: OperationDefinitionNode,
+        viewer_is_anonymous: bool,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variable_values = variable_values
+        self.operation = operation
+        self.anonymous = viewer_is_anonymous
+        self.params: dict[str, object] = {}
+        self.aliases = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"_q{self.aliases}"
+
+    def param(self, value: object) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def adopt(self, sql: str, params: dict[str, object]) -> str:
+        """A store statement with its parameters renamed into this plan's."""
+        names = {name: self.param(value) for name, value in params.items()}
+        return _BIND.sub(lambda m: names[m.group(1)], sql)
+
+    def subfields(self, type_: GraphQLObjectType, details: FieldDetailsList) -> GroupedFieldSet:
+        collected = collect_subfields(
+            self.schema, self.fragments, self.variable_values, self.operation, type_, details
+        )
+        if collected.new_defer_usages or any(
+            d.defer_usage is not None or d.fragment_variable_values is not None
+            for ds in collected.grouped_field_set.values()
+            for d in ds
+        ):
+            raise Unsupported("@defer or fragment arguments")
+        return collected.grouped_field_set
+
+    def arguments(self, field_def: GraphQLField, details: FieldDetailsList) -> dict[str, Any]:
+        try:
+            return get_argument_values(field_def, details[0].node, self.variable_values)
+        except GraphQLError as error:
+            raise Unsupported("argument error") from error
+
+    def object(
+        self,
+        type_: GraphQLObjectType,
+        details: FieldDetailsList,
+        field: Callable[[str, FieldDetailsList, GraphQLField], Out],
+    ) -> Out:
+        """``json_build_object`` of the selection of ``details`` on ``type_``."""
+        pairs: list[str] = []
+        check: Check = {}
+        for key, field_details in self.subfields(type_, details).items():
+            name = field_details[0].node.name.value
+            if name == "__typename":
+                out = Out(literal(type_.name))
+            else:
+                field_def = type_.fields.get(name)
+                if field_def is None:
+                    raise Unsupported(f"{type_.name}.{name}")
+                out = field(name, field_details, field_def)
+            pairs.append(f"'{key}', {out.sql}")
+            if out.check is not None:
+                check[key] = out.check
+        if len(pairs) > MAX_KEYS:
+            raise Unsupported("too many keys")
+        return Out(f"json_build_object({', '.join(pairs)})", (False, check) if check else None)
+
+    def node_fields(
+        self, type_: GraphQLObjectType, a: str, details: FieldDetailsList
+    ) -> Out:
+        """The selection on a row ``a`` of the object type ``type_``."""
+        name = type_.name
+        scalars = SCALARS[name]
+        relation = getattr(self, f"_{name}", None)
+
+        def field(field_name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+            if field_name == "id":
+                return Out(global_id(name, f"{a}.id"))
+            if field_name == "databaseId":
+                return Out(f"{a}.id")
+            if field_name == "source":
+                return Out(literal(name[:2]))
+            spec = scalars.get(field_name)
+            if spec is not None:
+                expr, how = spec
+                sql = render(expr.format(a=a), how)
+                return Out(sql, (True, None) if how == REQUIRED else None)
+            if relation is None:
+                raise Unsupported(f"{name}.{field_name}")
+            return relation(a, field_name, fd, field_def)  # type: ignore[no-any-return]
+
+        return self.object(type_, details, field)
+
+    def object_type(self, name: str) -> GraphQLObjectType:
+        type_ = self.schema.type_map[name]
+        assert isinstance(type_, GraphQLObjectType)
+        return type_
+
+    def runtime_types(self, field_def: GraphQLField, names: tuple[str, ...]) -> list[str]:
+        """The object types a field's value may take, among ``names`` (the store branches)."""
+        type_: GraphQLNamedType = named(field_def.type)
+        if is_abstract_type(type_):
+            possible = {t.name for t in self.schema.get_possible_types(type_)}  # type: ignore[arg-type]
+            return [n for n in names if n in possible]
+        return [n for n in names if n == type_.name]
+
+    def by_id(
+        self, type_name: str, key: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        """The row of ``TABLES[type_name]`` whose id is ``key``, or null."""
+        b = self.alias()
+        built = self.node_fields(self.object_type(type_name), b, fd)
+        sql = f"(SELECT {built.sql} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key})"
+        required = is_non_null_type(field_def.type)
+        below = built.check[1] if built.check else None
+        return Out(sql, (required, below) if required or below else None)
+
+    def rows(
+        self, type_name: str, from_sql: str, order: str, fd: FieldDetailsList
+    ) -> Out:
+        """A JSON list (never null) of the rows ``{b}`` of ``from_sql`` in ``order``."""
+        b = self.alias()
+        built = self.node_fields(self.object_type(type_name), b, fd)
+        sql = (
+            f"coalesce((SELECT json_agg({built.sql} ORDER BY {order.format(b=b)}) "
+            f"FROM {from_sql.format(b=b)}), '[]'::json)"
+        )
+        return Out(sql, (False, built.check[1]) if built.check else None)
+
+    def documents_of_ids(self, ids: str, fd: FieldDetailsList, type_name: str = "Document") -> Out:
+        """Rows of ``type_name`` in the order of the uuid array ``ids``; missing ids skipped."""
+        return self.rows(
+            type_name,
+            f"unnest({ids}) WITH ORDINALITY _ids(id, ord) "
+            f"JOIN {TABLES[type_name]} {{b}} ON {{b}}.id = _ids.id",
+            "_ids.ord",
+            fd,
+        )
+
+    def connection(
+        self,
+        field_def: GraphQLField,
+        details: FieldDetailsList,
+        *,
+        rows_sql: str,
+        order: str,
+        limit: int,
+        node: Callable[[str, GraphQLField, FieldDetailsList], Out],
+        cursor_of: Callable[[str], str],
+        count_sql: str,
+    ) -> Out:
+        """A Relay connection over ``rows_sql`` (``limit + 1`` rows in ``order`` over ``r``):
+        edges, pageInfo and totalCount as ``schema.common.build_connection`` makes them."""
+        x = self.alias()
+        limit_param = self.param(limit)
+        connection_type = named(field_def.type)
+
+        def field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
+            if name == "totalCount":
+                return Out(f"({count_sql})")
+            if name == "pageInfo":
+                return self.object(named(sub_def.type), fd, page_info)
+            if name == "edges":
+                edge = self.object(named(sub_def.type), fd, edge_field)
+                sql = (
+                    f"coalesce(json_agg({edge.sql} ORDER BY {x}.rn) "
+                    f"FILTER (WHERE {x}.rn <= {limit_param}), '[]'::json)"
+                )
+                return Out(sql, (False, edge.check[1]) if edge.check else None)
+            raise Unsupported(name)
+
+        def page_info(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
+            if name == "hasNextPage":
+                return Out(f"(count(*) > {limit_param})")
+            if name == "startCursor":
+                return Out(f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = 1)")
+            if name == "endCursor":
+                return Out(f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = least({x}.n, {limit_param}))")
+            raise Unsupported(name)
+
+        def edge_field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
+            if name == "cursor":
+                return Out(cursor_of(x))
+            if name == "node":
+                return node(x, sub_def, fd)
+            raise Unsupported(name)
+
+        built = self.object(connection_type, details, field)
+        sql = (
+            f"(SELECT {built.sql} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
+            f"count(*) OVER () AS n FROM ({rows_sql}) r) {x})"
+        )
+        return Out(sql, built.check)
+
+    def branches(
+        self, a: str, field_def: GraphQLField, fd: FieldDetailsList, names: tuple[str, str]
+    ) -> Out:
+        """A v1/v2 row ``a`` (``a.source``) as the object type of its store."""
+        built = {
+            n: self.node_fields(self.object_type(n), a, fd)
+            for n in self.runtime_types(field_def, names)
+        }
+        if not built:
+            raise Unsupported("no runtime type")
+        if len(built) == 1:
+            ((_, out),) = built.items()
+        else:
+            (v1, v1_out), (_, v2_out) = built.items()
+            check = merge(
+                v1_out.check[1] if v1_out.check else None,
+                v2_out.check[1] if v2_out.check else None,
+            )
+            out = Out(
+                f"(CASE WHEN {a}.source = 'v1' THEN {v1_out.sql} ELSE {v2_out.sql} END)",
+                (False, check) if check else None,
+            )
+        required = is_non_null_type(field_def.type)
+        below = out.check[1] if out.check else None
+        return Out(out.sql, (required, below) if below else None)
+
+    # -- root fields ------------------------------------------------------------------------
+
+    def root(self, root_type: GraphQLObjectType, fields: GroupedFieldSet) -> Out:
+        pairs: list[str] = []
+        check: Check = {}
+        for key, details in fields.items():
+            name = details[0].node.name.value
+            if name != "conversations" or self.anonymous:
+                raise Unsupported(f"Query.{name}")
+            field_def = root_type.fields[name]
+            out = self.conversations(field_def, details)
+            pairs.append(f"'{key}', {out.sql}")
+            if out.check is not None:
+                check[key] = out.check
+        if not pairs or len(pairs) > MAX_KEYS:
+            raise Unsupported("root")
+        sql = f"SELECT json_build_object({', '.join(pairs)})::text"
+        return Out(sql, (False, check) if check else None)
+
+    def conversations(self, field_def: GraphQLField, details: FieldDetailsList) -> Out:
+        args = self.arguments(field_def, details)
+        raw_filter = args.get("filter")
+        try:
+            limit = page_size(args.get("first"))
+            keyset = time_keyset("conversation", args.get("after"))
+            criteria = to_store_filter(
+                ConversationFilter(**{_snake(k): v for k, v in raw_filter.items()})
+                if raw_filter is not None
+                else None
+            )
+        except GatewayError as error:
+            raise Unsupported("bad argument") from error
+        built = conversation_store.page_sql(criteria, after=keyset, limit=limit + 1)
+        if built is None:
+            raise Unsupported("empty listing")  # rare; the resolver path answers it
+        count_sql, count_params = conversation_store.count_sql(criteria)
+        sources = ("v1", "v2") if criteria.source is None else (criteria.source,)
+        names = tuple(f"{s.upper()}Conversation" for s in sources)
+
+        def node(x: str, sub_def: GraphQLField, fd: FieldDetailsList) -> Out:
+            return self.branches(x, sub_def, fd, names)  # type: ignore[arg-type]
+
+        return self.connection(
+            field_def,
+            details,
+            rows_sql=self.adopt(*built),
+            order="r.last_message_at DESC NULLS LAST, r.id DESC",
+            limit=limit,
+            node=node,
+            cursor_of=lambda x: cursor("conversation", f"{x}.last_message_at", f"{x}.id"),
+            count_sql=self.adopt(count_sql, count_params),
+        )
+
+    # -- relations per object type (``_<TypeName>``) ------------------------------------------
+
+    def _conversation(
+        self, source: str, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        if name == "owner":
+            return self.by_id("Profile", f"{a}.user_id", fd, field_def)
+        if name == "messages":
+            return self.messages(source, a, field_def, fd)
+        if name == "documents":
+            if source == "v1":
+                return self.rows(
+                    "Document", f"documents {{b}} WHERE {{b}}.id = {a}.document_id", "{b}.id", fd
+                )
+            return self.rows(
+                "Document",
+                "v2_conversation_documents _l JOIN documents {b} ON {b}.id = _l.document_id "
+                f"WHERE _l.conversation_id = {a}.id",
+                "_l.added_at NULLS FIRST, {b}.id",
+                fd,
+            )
+        raise Unsupported(name)
+
+    def _V1Conversation(
+        self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        if name == "document":
+            return self.by_id("Document", f"{a}.document_id", fd, field_def)
+        if name == "migration":
+            b = self.alias()
+            built = self.node_fields(self.object_type("Migration"), b, fd)
+            sql = (
+                f"(SELECT {built.sql} FROM migration_tracking {b} "
+                f"WHERE {b}.v1_conversation_id = {a}.id)"
+            )
+            return Out(sql, built.check)
+        return self._conversation("v1", a, name, fd, field_def)
+
+    def _V2Conversation(
+        self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        if name == "project":
+            return self.by_id("Project", f"{a}.project_id", fd, field_def)
+        return self._conversation("v2", a, name, fd, field_def)
+
+    def messages(
+        self, source: str, a: str, field_def: GraphQLField, details: FieldDetailsList
+    ) -> Out:
+        args = self.arguments(field_def, details)
+        try:
+            limit = page_size(args.get("first"))
+            keyset = time_keyset("message", args.get("after"))
+        except GatewayError as error:
+            raise Unsupported("bad argument") from error
+        table = message_store.TABLES[source]
+        m = self.alias()
+        predicate, params = message_store.after_predicate(keyset, m)
+        where = f"AND {self.adopt(predicate, params)}" if predicate else ""
+        rows_sql = (
+            f"SELECT * FROM {table} {m} WHERE {m}.conversation_id = {a}.id {where} "
+            f"ORDER BY {m}.created_at, {m}.id LIMIT {self.param(limit + 1)}"
+        )
+        type_name = f"{source.upper()}Message"
+
+        def node(x: str, sub_def: GraphQLField, fd: FieldDetailsList) -> Out:
+            built = self.node_fields(self.object_type(type_name), x, fd)
+            return Out(built.sql, built.check)
+
+        return self.connection(
+            field_def,
+            details,
+            rows_sql=rows_sql,
+            order="r.created_at, r.id",
+            limit=limit,
+            node=node,
+            cursor_of=lambda x: cursor("message", f"{x}.created_at", f"{x}.id"),
+            count_sql=f"SELECT count(*)::int FROM {table} WHERE conversation_id = {a}.id",
+        )
+
+    def _message(
+        self, source: str, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        if name == "author":
+            profile = self.by_id("Profile", f"{a}.user_id", fd, field_def)
+            return Out(f"(CASE WHEN {a}.role = 'user' THEN {profile.sql} END)", profile.check)
+        if name == "replyTo":
+            return self.by_id(f"{source.upper()}Message", f"{a}.reply_to_message_id", fd, field_def)
+        raise Unsupported(name)
+
+    def _V1Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "documents":
+            return self.rows(
+                "Document", f"documents {{b}} WHERE {{b}}.id = {a}.document_id", "{b}.id", fd
+            )
+        return self._message("v1", a, name, fd, field_def)
+
+    def _V2Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "documents":
+            return self.documents_of_ids(f"{a}.referenced_documents", fd)
+        if name == "referencedZones":
+            return self.documents_of_ids(f"{a}.referenced_zones", fd, "Zone")
+        if name == "referencedCities":
+            return self.documents_of_ids(f"{a}.referenced_cities", fd, "City")
+        return self._message("v2", a, name, fd, field_def)
+
+    def _Document(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        related = {"city": "City", "zoning": "Zoning", "zone": "Zone", "typology": "Typology"}
+        if name in related:
+            return self.by_id(related[name], f"{a}.{name}_id", fd, field_def)
+        raise Unsupported(name)
+
+    def _City(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "zones":
+            return self.rows(
+                "Zone", f"zones {{b}} WHERE {{b}}.city_id = {a}.id", "{b}.code, {b}.id", fd
+            )
+        raise Unsupported(name)
+
+    def _Zoning(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "city":
+            return self.by_id("City", f"{a}.city_id", fd, field_def)
+        raise Unsupported(name)
+
+    def _Zone(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name in ("city", "zoning"):
+            return self.by_id(name.capitalize(), f"{a}.{name}_id", fd, field_def)
+        raise Unsupported(name)
+
+    def _Project(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "owner":
+            return self.by_id("Profile", f"{a}.user_id", fd, field_def)
+        if name == "mainCity":
+            return self.by_id("City", f"{a}.main_city_id", fd, field_def)
+        if name == "mainZone":
+            return self.by_id("Zone", f"{a}.main_zone_id", fd, field_def)
+        if name == "documents":
+            return self.rows(
+                "Document",
+                "v2_project_documents _l JOIN documents {b} ON {b}.id = _l.document_id "
+                f"WHERE _l.project_id = {a}.id",
+                "coalesce(_l.pinned, false) DESC, _l.added_at, {b}.id",
+                fd,
+            )
+        raise Unsupported(name)
+
+    def _Migration(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
+        if name == "project":
+            return self.by_id("Project", f"{a}.v2_project_id", fd, field_def)
+        raise Unsupported(name)
+
+
+def compile_plan(
+    schema: GraphQLSchema,
+    fragments: dict[str, FragmentDetails],
+    variable_values: Any,
+    operation: OperationDefinitionNode,
+    root_type: GraphQLObjectType,
+    fields: GroupedFieldSet,
+    context: Context,
+) -> Plan | None:
+    """One statement answering ``fields`` of a query, or None for the resolver path."""
+    planner = Planner(schema, fragments, variable_values, operation, context.is_anonymous)
+    try:
+        built = planner.root(root_type, fields)
+    except Unsupported:
+        return None
+    return Plan(built.sql, planner.params, built.check[1] if built.check else None)
+
