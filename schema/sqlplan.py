@@ -446,7 +446,8 @@ class Planner:
         count_sql: str,
     ) -> Out:
         """A Relay connection over ``rows_sql`` (``limit + 1`` rows in ``order`` over ``r``):
-        edges, pageInfo and totalCount as ``schema.common.build_connection`` makes them."""
+        edges, pageInfo and totalCount as ``schema.common.build_connection`` makes them.
+        ``GROUP BY ()``: one row whatever is selected (a lone totalCount aggregates nothing)."""
         x = self.alias()
         limit_param = self.param(limit)
         connection_type = named(field_def.type)
@@ -484,7 +485,7 @@ class Planner:
         built = self.object(connection_type, details, field)
         sql = (
             f"(SELECT {built.sql} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
-            f"count(*) OVER () AS n FROM ({rows_sql}) r) {x})"
+            f"count(*) OVER () AS n FROM ({rows_sql}) r) {x} GROUP BY ())"
         )
         return Out(sql, built.check)
 

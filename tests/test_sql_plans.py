@@ -108,6 +108,22 @@ query Shapes($withOwner: Boolean!, $skipMessages: Boolean!) {
 fragment Head on Conversation { __typename id title source }
 """
 
+PARTS = """
+query Parts {
+  total: conversations(first: 1) { totalCount }
+  info: conversations(first: 2) { pageInfo { hasNextPage endCursor } }
+  cursors: conversations(first: 3) { edges { cursor } }
+  none: conversations(first: 3, filter: {lastMessageAfter: "2100-01-01T00:00:00Z"}) {
+    totalCount pageInfo { hasNextPage startCursor endCursor } edges { cursor }
+  }
+  inner: conversations(first: 4) { edges { node {
+    a: messages(first: 1) { totalCount }
+    b: messages(first: 2) { pageInfo { hasNextPage startCursor } }
+    c: messages(first: 3) { edges { cursor } }
+  } } }
+}
+"""
+
 
 @pytest.fixture
 async def plans(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
@@ -297,8 +313,9 @@ async def test_pages_follow_the_cursors_of_both_paths(
         (R1, {}),
         (SHAPES, {"withOwner": True, "skipMessages": False}),
         (SHAPES, {"withOwner": False, "skipMessages": True}),
+        (PARTS, {}),
     ],
-    ids=["reference-50", "reference-10", "R1", "shapes", "shapes-directives"],
+    ids=["reference-50", "reference-10", "R1", "shapes", "shapes-directives", "parts"],
 )
 async def test_reference_shapes_equal_the_resolver_path_in_one_statement(
     plans: httpx.AsyncClient,
