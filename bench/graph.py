@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -784,9 +785,72 @@ async def count_statements(ctx: Context, workloads: list[Workload], auth_url: UR
                     ctx.statements[(w.key, "raw limit")] = "1"
                 if "postgraphile" in w.requests:
                     ctx.statements[(w.key, "postgraphile")] = "1 (+tx, set_config)"
+        if ctx.args.explain:
+            await explain_workloads(ctx, workloads, client, headers, engine)
     finally:
         counter.detach(engine)
         await engine.dispose()
+
+
+# Plan nodes worth a line in the summary: how each table is read.
+SCAN = re.compile(
+    r"(Seq Scan|Parallel Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)"
+    r"(?: Backward)?(?: using (\S+))? on (\S+)"
+)
+
+
+async def explain_workloads(
+    ctx: Context,
+    workloads: list[Workload],
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    engine: Any,
+) -> None:
+    """``EXPLAIN ANALYZE`` of every read statement the gateway sends for R1, R2 and R4 (as the
+    bench's service viewer, in a rolled-back transaction): how each table is read, and the
+    execution time."""
+    from sqlalchemy import event
+
+    from gateway.db import Db, Viewer, become
+    from gateway.settings import Settings
+
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "set_config(" not in statement:
+            captured.append((statement, parameters))
+
+    for w in workloads:
+        if w.key not in ("R1", "R2", "R4") or "gateway" not in w.requests:
+            continue
+        captured.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            await client.post("/graphql", content=w.requests["gateway"][0].body, headers=headers)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        print(f"\nEXPLAIN {w.key}: {len(captured)} read statement(s)")
+        for statement, parameters in captured:
+            async with engine.connect() as conn:
+                transaction = await conn.begin()
+                await become(Db(conn), Viewer.service(), Settings(jwt_secret=JWT_SECRET))
+                result = await conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) " + statement, parameters
+                )
+                lines = [row[0] for row in result]
+                await transaction.rollback()
+            scans: dict[str, int] = {}
+            for line in lines:
+                match = SCAN.search(line)
+                if match:
+                    kind, index, table = match.groups()
+                    key = f"{kind} on {table}" + (f" using {index}" if index else "")
+                    scans[key] = scans.get(key, 0) + 1
+            timing = [ln.strip() for ln in lines if ln.strip().startswith("Execution Time")]
+            print(f"  {' '.join(statement.split())[:100]}…")
+            for key, count in sorted(scans.items()):
+                print(f"    {key}" + (f" ({count} plan nodes)" if count > 1 else ""))
+            print(f"    {timing[0] if timing else ''}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -1207,6 +1271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="database pool per worker (default: the gateway's own, 10)")
     parser.add_argument("--skip-postgraphile", action="store_true")
     parser.add_argument("--npm-dir", help="reuse this directory for npm install (default: temp)")
+    parser.add_argument("--explain", action="store_true",
+                        help="print EXPLAIN ANALYZE of the gateway's statements for R1, R2, R4")
     parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4"],
                         help="run only these workloads")
     parser.add_argument("--profile", type=int, default=0, metavar="N",

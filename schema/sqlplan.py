@@ -4,9 +4,9 @@ The resolver path fetches rows with a handful of batched statements, makes an ob
 and completes every field in Python; for a page of 50 conversations with their messages that
 is ~1,800 field completions, most of the CPU of the request. PostGraphile's answer is to let
 PostgreSQL build the response: one statement whose ``json_build_object`` tree mirrors the
-selection. This module does the same for the graph's hot shape: ``Query.conversations`` with
-the conversation, message, project, document, geography, profile and migration fields below
-it. It runs in the request's transaction, as the viewer (RLS applies as on the resolver path),
+selection. This module does the same for the graph's hot shapes: ``Query.conversations``,
+``node`` and ``nodes``, with the conversation, message, project, document, geography, profile
+and migration fields below them. It runs in the request's transaction, as the viewer (RLS applies as on the resolver path),
 after parsing, validation and the limits, and before any resolver.
 
 Every value is rendered as the resolver path renders it (global ids and cursors are base64url
@@ -57,7 +57,7 @@ from gateway.store import conversations as conversation_store
 from gateway.store import messages as message_store
 from resolvers.conversations import to_store_filter
 from schema.common import page_size
-from schema.ids import time_keyset
+from schema.ids import from_global_id, time_keyset
 from schema.inputs import ConversationFilter
 
 # ``json_build_object`` takes at most 100 arguments.
@@ -522,10 +522,10 @@ class Planner:
         check: Check = {}
         for key, details in fields.items():
             name = details[0].node.name.value
-            if name != "conversations" or self.anonymous:
+            if name not in ("conversations", "node", "nodes") or self.anonymous:
                 raise Unsupported(f"Query.{name}")
             field_def = root_type.fields[name]
-            out = self.conversations(field_def, details)
+            out = getattr(self, name)(field_def, details)
             pairs.append(f"'{key}', {out.sql}")
             if out.check is not None:
                 check[key] = out.check
@@ -567,6 +567,38 @@ class Planner:
             cursor_of=lambda x: cursor("conversation", f"{x}.last_message_at", f"{x}.id"),
             count_sql=self.adopt(count_sql, count_params),
         )
+
+    def node(self, field_def: GraphQLField, details: FieldDetailsList) -> Out:
+        return self.one_node(self.arguments(field_def, details)["id"], details)
+
+    def nodes(self, field_def: GraphQLField, details: FieldDetailsList) -> Out:
+        ids = self.arguments(field_def, details)["ids"]
+        if len(ids) > MAX_KEYS:
+            raise Unsupported("too many ids")
+        items = [self.one_node(i, details) for i in ids]
+        check = None
+        for item in items:
+            check = merge(check, item.check[1] if item.check else None)
+        sql = f"json_build_array({', '.join(i.sql for i in items)})" if items else "'[]'::json"
+        return Out(sql, (False, check) if check else None)
+
+    def one_node(self, global_id_: str, details: FieldDetailsList) -> Out:
+        """``Query.node``: the object of a global id as its type, null when not visible."""
+        try:
+            type_name, database_id = from_global_id(global_id_)
+        except GatewayError as error:
+            raise Unsupported("malformed id") from error
+        if type_name in ("V1Conversation", "V2Conversation"):
+            selects = {"V1": conversation_store.V1_SELECT, "V2": conversation_store.V2_SELECT}
+            table = f"({selects[type_name[:2]]})"
+        elif type_name in TABLES:
+            table = TABLES[type_name]
+        else:
+            raise Unsupported(type_name)
+        b = self.alias()
+        built = self.node_fields(self.object_type(type_name), b, details)
+        sql = f"(SELECT {built.sql} FROM {table} {b} WHERE {b}.id = {self.param(database_id)})"
+        return Out(sql, built.check)
 
     # -- relations per object type (``_<TypeName>``) ------------------------------------------
 

@@ -30,7 +30,7 @@ from tests.factories import (
     make_v1_conversation,
     make_v2_conversation,
 )
-from tests.graphql import gql
+from tests.graphql import gid, gql
 from tests.test_statement_count import REFERENCE, arrange
 
 CONVERSATION_SCALARS = (
@@ -379,6 +379,65 @@ async def test_a_hidden_non_null_project_gets_the_resolver_paths_error(
     assert expected["errors"], expected
     assert expected["data"] is None
     same(_without_request_ids(planned), _without_request_ids(expected))
+
+
+NODE_SELECTION = f"""
+  __typename id
+  ... on Conversation {{ {CONVERSATION_SCALARS} owner {{ id }} messages(first: 2) {{ totalCount }} }}
+  ... on V2Conversation {{ project {{ name }} }}
+  ... on V1Conversation {{ document {{ title }} migration {{ status }} }}
+  ... on Message {{ {MESSAGE_SCALARS} author {{ fullName }} replyTo {{ id }} }}
+  ... on V2Message {{ {V2_MESSAGE_SCALARS} referencedZones {{ code }} }}
+  ... on Project {{ {PROJECT} }}
+  ... on Document {{ {DOCUMENT} }}
+  ... on City {{ name zones {{ code }} }}
+  ... on Zoning {{ name city {{ name }} }}
+  ... on Zone {{ code label city {{ name }} zoning {{ name }} }}
+  ... on Typology {{ name }}
+  ... on Profile {{ email fullName isAdmin createdAt }}
+  ... on Migration {{ status migratedAt revertedAt errorMessage project {{ name }} }}
+"""
+NODE_TABLES = {
+    "V1Conversation": "chat_conversations", "V2Conversation": "v2_conversations c WHERE EXISTS (SELECT 1 FROM v2_projects p"
+    " WHERE p.id = c.project_id AND p.user_id = c.user_id)",  # not the hidden project's
+    "V1Message": "chat_messages", "V2Message": "v2_messages", "Project": "v2_projects",
+    "City": "cities", "Zoning": "zonings", "Zone": "zones", "Typology": "typologies",
+    "Document": "documents", "Profile": "profiles", "Migration": "migration_tracking",
+}
+
+
+@pytest.mark.parametrize("viewer", ["admin", "user"])
+async def test_node_and_nodes_equal_the_resolver_path(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    data: dict[str, uuid.UUID],
+    owner: asyncpg.Connection,
+    viewer: str,
+) -> None:
+    # given two rows of every planned node type (some not visible to ``user``) and a missing id
+    ids = [gid(t, uuid.uuid4()) for t in ("V2Conversation", "City")]
+    for type_name, table in NODE_TABLES.items():
+        for row in await owner.fetch(f"SELECT id FROM {table} ORDER BY id LIMIT 2"):
+            ids.append(gid(type_name, row["id"]))
+    user = data[viewer]
+    # when they are asked for together and one by one
+    query = f"query N($ids: [ID!]!) {{ nodes(ids: $ids) {{ {NODE_SELECTION} }} }}"
+    planned, expected, reads = await both(
+        plans, resolvers, statements, query, {"ids": ids[:50]}, user=user
+    )
+    # then both paths agree, in one statement
+    assert "errors" not in expected, expected
+    assert sum(n is not None for n in expected["data"]["nodes"]) >= 10
+    same(planned, expected)
+    assert reads == 1
+    single = f"query N($id: ID!) {{ node(id: $id) {{ {NODE_SELECTION} }} }}"
+    for node_id in ids:
+        planned, expected, reads = await both(
+            plans, resolvers, statements, single, {"id": node_id}, user=user
+        )
+        same(planned, expected)
+        assert reads == 1
 
 
 async def test_anonymous_viewers_get_the_empty_listing(
