@@ -785,8 +785,9 @@ async def count_statements(ctx: Context, workloads: list[Workload], auth_url: UR
                     ctx.statements[(w.key, "raw limit")] = "1"
                 if "postgraphile" in w.requests:
                     ctx.statements[(w.key, "postgraphile")] = "1 (+tx, set_config)"
-        if ctx.args.explain:
-            await explain_workloads(ctx, workloads, client, headers, engine)
+            if ctx.args.explain:
+                explain_dir = Path(ctx.args.explain_dir) if ctx.args.explain_dir else None
+                await explain_workloads(workloads, client, headers, engine, explain_dir)
     finally:
         counter.detach(engine)
         await engine.dispose()
@@ -799,12 +800,21 @@ SCAN = re.compile(
 )
 
 
+ACTUAL = re.compile(r"actual time=[\d.]+\.\.([\d.]+) rows=[\d.]+ loops=(\d+)")
+
+
+def node_ms(line: str) -> float:
+    """Total time of an ``EXPLAIN ANALYZE`` plan node (its subtree included): end × loops."""
+    match = ACTUAL.search(line)
+    return float(match.group(1)) * int(match.group(2)) if match else 0.0
+
+
 async def explain_workloads(
-    ctx: Context,
     workloads: list[Workload],
     client: httpx.AsyncClient,
     headers: dict[str, str],
     engine: Any,
+    explain_dir: Path | None,
 ) -> None:
     """``EXPLAIN ANALYZE`` of every read statement the gateway sends for R1, R2 and R4 (as the
     bench's service viewer, in a rolled-back transaction): how each table is read, and the
@@ -839,6 +849,10 @@ async def explain_workloads(
                 )
                 lines = [row[0] for row in result]
                 await transaction.rollback()
+            if explain_dir is not None:
+                explain_dir.mkdir(parents=True, exist_ok=True)
+                with (explain_dir / f"{w.key}.txt").open("a") as out:
+                    out.write(statement + "\n\n" + "\n".join(lines) + "\n\n")
             scans: dict[str, int] = {}
             for line in lines:
                 match = SCAN.search(line)
@@ -850,7 +864,11 @@ async def explain_workloads(
             print(f"  {' '.join(statement.split())[:100]}…")
             for key, count in sorted(scans.items()):
                 print(f"    {key}" + (f" ({count} plan nodes)" if count > 1 else ""))
-            print(f"    {timing[0] if timing else ''}")
+            print(f"    {timing[0] if timing else ''}; the costliest plan nodes:")
+            for spent, line in sorted(
+                ((node_ms(ln), ln) for ln in lines if node_ms(ln) > 0), reverse=True
+            )[:6]:
+                print(f"    {spent:8.1f} ms  {' '.join(line.split())[:110]}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -1273,6 +1291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--npm-dir", help="reuse this directory for npm install (default: temp)")
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN ANALYZE of the gateway's statements for R1, R2, R4")
+    parser.add_argument("--explain-dir", help="with --explain, also write the full plans here")
     parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4"],
                         help="run only these workloads")
     parser.add_argument("--profile", type=int, default=0, metavar="N",

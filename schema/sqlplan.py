@@ -423,15 +423,18 @@ class Planner:
         )
         return Out(sql, (False, built.check[1]) if built.check else None)
 
-    def documents_of_ids(self, ids: str, fd: FieldDetailsList, type_name: str = "Document") -> Out:
-        """Rows of ``type_name`` in the order of the uuid array ``ids``; missing ids skipped."""
-        return self.rows(
+    def rows_of_ids(self, ids: str, fd: FieldDetailsList, type_name: str) -> Out:
+        """Rows of ``type_name`` in the order of the uuid array ``ids``; missing ids skipped.
+        One primary-key lookup per id (``OFFSET 0`` keeps the planner from hashing the whole
+        table for each message), and no subquery at all for an empty or NULL array."""
+        out = self.rows(
             type_name,
-            f"unnest({ids}) WITH ORDINALITY _ids(id, ord) "
-            f"JOIN {TABLES[type_name]} {{b}} ON {{b}}.id = _ids.id",
+            f"unnest({ids}) WITH ORDINALITY _ids(id, ord) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {TABLES[type_name]} _t WHERE _t.id = _ids.id OFFSET 0) {{b}}",
             "_ids.ord",
             fd,
         )
+        return Out(f"(CASE WHEN cardinality({ids}) > 0 THEN {out.sql} ELSE '[]'::json END)", out.check)
 
     def connection(
         self,
@@ -698,11 +701,11 @@ class Planner:
 
     def _V2Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
         if name == "documents":
-            return self.documents_of_ids(f"{a}.referenced_documents", fd)
+            return self.rows_of_ids(f"{a}.referenced_documents", fd, "Document")
         if name == "referencedZones":
-            return self.documents_of_ids(f"{a}.referenced_zones", fd, "Zone")
+            return self.rows_of_ids(f"{a}.referenced_zones", fd, "Zone")
         if name == "referencedCities":
-            return self.documents_of_ids(f"{a}.referenced_cities", fd, "City")
+            return self.rows_of_ids(f"{a}.referenced_cities", fd, "City")
         return self._message("v2", a, name, fd, field_def)
 
     def _Document(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:

@@ -395,7 +395,7 @@ NODE_SELECTION = f"""
   ... on Zone {{ code label city {{ name }} zoning {{ name }} }}
   ... on Typology {{ name }}
   ... on Profile {{ email fullName isAdmin createdAt }}
-  ... on Migration {{ status migratedAt revertedAt errorMessage project {{ name }} }}
+  ... on Migration {{ migrationStatus: status migratedAt revertedAt errorMessage of: project {{ name }} }}
 """
 NODE_TABLES = {
     "V1Conversation": "chat_conversations", "V2Conversation": "v2_conversations c WHERE EXISTS (SELECT 1 FROM v2_projects p"
