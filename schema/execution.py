@@ -233,7 +233,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 root_type, root_value, grouped_field_set, serially, position_context
             )
 
-        async def run_plan() -> dict[str, Any]:
+        async def run_plan() -> Any:  # the data: SQL's JSON text (orjson.Fragment) or a dict
             try:
                 data = await plan.run(context)
             except Exception as error:

@@ -15,11 +15,13 @@ list keeps the resolver path's order. ``tests/test_sql_plans.py`` runs a corpus 
 random selections, on both paths and asserts equal responses.
 
 Anything this module does not know (another root field, an argument value the resolver would
-reject, ``@defer``, an unknown field) makes ``compile_plan`` return None and the request takes
-the resolver path, which also produces the errors. A non-null field that comes back null
-(a project hidden by RLS, a role outside the enum) would be an error on the resolver path: the
-plan records where that can happen and, when it does, the request is answered by the resolver
-path instead, so errors and null propagation stay the resolver path's.
+reject, ``@defer``, an unknown field, an anonymous viewer) makes ``compile_plan`` return None
+and the request takes the resolver path, which also produces the errors. A non-null field that
+comes back null (a project hidden by RLS, a value outside its enum) would be an error on the
+resolver path: SQL renders it as ``NULL_IN_NON_NULL`` and such a response is answered by the
+resolver path instead, so errors and null propagation stay the resolver path's. The JSON text
+PostgreSQL built goes into the HTTP response as it is (``orjson.Fragment``): it is neither
+parsed nor encoded again in Python.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from graphql import (
@@ -63,9 +65,10 @@ from schema.inputs import ConversationFilter
 # ``json_build_object`` takes at most 100 arguments.
 MAX_KEYS = 50
 
-# A JSON check: response key -> (non-null but may come back null, check of the value below).
-# Lists are checked item by item with the same check.
-Check = dict[str, tuple[bool, "Check | None"]]
+# What a non-null field that came back null is rendered as. Its presence in the response sends
+# the request to the resolver path (so a value that happens to equal it only costs speed).
+# No colon: ``text()`` would read ``:word`` as a bind parameter.
+NULL_IN_NON_NULL = "mwplu-gateway/null-in-a-non-null-field/5b1e0c7a"
 
 # SQLAlchemy ``text()`` bind parameters (the pattern it uses itself).
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
@@ -75,53 +78,29 @@ class Unsupported(Exception):
     """A selection or an argument this module does not plan; the resolver path takes it."""
 
 
-class Out(NamedTuple):
-    sql: str
-    check: tuple[bool, Check | None] | None = None
+Out = str  # an SQL expression of the JSON value of a field
 
 
 @dataclass(frozen=True)
 class Plan:
     sql: str
     params: dict[str, object]
-    check: Check | None
 
-    async def run(self, context: Context) -> dict[str, Any] | None:
-        """The response data, or None when a non-null field came back null."""
+    async def run(self, context: Context) -> orjson.Fragment | None:
+        """The response data as SQL rendered it (``orjson`` writes it into the response as is),
+        or None when a non-null field came back null."""
         db = await context.db()
-        raw = await db.scalar(text(self.sql), self.params)
-        data: dict[str, Any] = orjson.loads(raw)
-        if self.check is not None and violated(data, self.check):
+        raw: str = await db.scalar(text(self.sql), self.params)
+        if NULL_IN_NON_NULL in raw:
             return None
-        return data
+        return orjson.Fragment(raw)
 
 
-def violated(value: Any, check: Check) -> bool:
-    """Whether a non-null position of ``check`` holds null in ``value``."""
-    if isinstance(value, list):
-        return any(item is not None and violated(item, check) for item in value)
-    for key, (required, below) in check.items():
-        item = value.get(key)  # absent: the other store's branch of an interface
-        if item is None:
-            if required and key in value:
-                return True
-        elif below is not None and violated(item, below):
-            return True
-    return False
-
-
-def merge(a: Check | None, b: Check | None) -> Check | None:
-    """Both checks (the branches of an interface share response keys)."""
-    if a is None or b is None:
-        return a or b
-    merged = dict(a)
-    for key, (required, below) in b.items():
-        if key in merged:
-            other_required, other_below = merged[key]
-            merged[key] = (required or other_required, merge(below, other_below))
-        else:
-            merged[key] = (required, below)
-    return merged
+def non_null(sql: str, json: bool = False) -> str:
+    """``sql`` of a non-null field that may still come back NULL (a hidden row, a value
+    outside its enum), with NULL rendered as ``NULL_IN_NON_NULL``."""
+    marker = f"'\"{NULL_IN_NON_NULL}\"'::json" if json else f"'{NULL_IN_NON_NULL}'"
+    return f"coalesce({sql}, {marker})"
 
 
 # --- how values are rendered (exactly as the resolver path renders them) ---------------------
@@ -344,22 +323,19 @@ class Planner:
     ) -> Out:
         """``json_build_object`` of the selection of ``details`` on ``type_``."""
         pairs: list[str] = []
-        check: Check = {}
         for key, field_details in self.subfields(type_, details).items():
             name = field_details[0].node.name.value
             if name == "__typename":
-                out = Out(literal(type_.name))
+                out = literal(type_.name)
             else:
                 field_def = type_.fields.get(name)
                 if field_def is None:
                     raise Unsupported(f"{type_.name}.{name}")
                 out = field(name, field_details, field_def)
-            pairs.append(f"'{key}', {out.sql}")
-            if out.check is not None:
-                check[key] = out.check
+            pairs.append(f"'{key}', {out}")
         if len(pairs) > MAX_KEYS:
             raise Unsupported("too many keys")
-        return Out(f"json_build_object({', '.join(pairs)})", (False, check) if check else None)
+        return f"json_build_object({', '.join(pairs)})"
 
     def node_fields(
         self, type_: GraphQLObjectType, a: str, details: FieldDetailsList
@@ -371,16 +347,16 @@ class Planner:
 
         def field(field_name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
             if field_name == "id":
-                return Out(global_id(name, f"{a}.id"))
+                return global_id(name, f"{a}.id")
             if field_name == "databaseId":
-                return Out(f"{a}.id")
+                return f"{a}.id"
             if field_name == "source":
-                return Out(literal(name[:2]))
+                return literal(name[:2])
             spec = scalars.get(field_name)
             if spec is not None:
                 expr, how = spec
                 sql = render(expr.format(a=a), how)
-                return Out(sql, (True, None) if how == REQUIRED else None)
+                return non_null(sql) if how == REQUIRED else sql
             if relation is None:
                 raise Unsupported(f"{name}.{field_name}")
             return relation(a, field_name, fd, field_def)  # type: ignore[no-any-return]
@@ -406,10 +382,8 @@ class Planner:
         """The row of ``TABLES[type_name]`` whose id is ``key``, or null."""
         b = self.alias()
         built = self.node_fields(self.object_type(type_name), b, fd)
-        sql = f"(SELECT {built.sql} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key})"
-        required = is_non_null_type(field_def.type)
-        below = built.check[1] if built.check else None
-        return Out(sql, (required, below) if required or below else None)
+        sql = f"(SELECT {built} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key})"
+        return non_null(sql, json=True) if is_non_null_type(field_def.type) else sql
 
     def rows(
         self, type_name: str, from_sql: str, order: str, fd: FieldDetailsList
@@ -417,11 +391,10 @@ class Planner:
         """A JSON list (never null) of the rows ``{b}`` of ``from_sql`` in ``order``."""
         b = self.alias()
         built = self.node_fields(self.object_type(type_name), b, fd)
-        sql = (
-            f"coalesce((SELECT json_agg({built.sql} ORDER BY {order.format(b=b)}) "
+        return (
+            f"coalesce((SELECT json_agg({built} ORDER BY {order.format(b=b)}) "
             f"FROM {from_sql.format(b=b)}), '[]'::json)"
         )
-        return Out(sql, (False, built.check[1]) if built.check else None)
 
     def rows_of_ids(self, ids: str, fd: FieldDetailsList, type_name: str) -> Out:
         """Rows of ``type_name`` in the order of the uuid array ``ids``; missing ids skipped.
@@ -434,7 +407,7 @@ class Planner:
             "_ids.ord",
             fd,
         )
-        return Out(f"(CASE WHEN cardinality({ids}) > 0 THEN {out.sql} ELSE '[]'::json END)", out.check)
+        return f"(CASE WHEN cardinality({ids}) > 0 THEN {out} ELSE '[]'::json END)"
 
     def connection(
         self,
@@ -457,40 +430,38 @@ class Planner:
 
         def field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
             if name == "totalCount":
-                return Out(f"({count_sql})")
+                return f"({count_sql})"
             if name == "pageInfo":
                 return self.object(named(sub_def.type), fd, page_info)
             if name == "edges":
                 edge = self.object(named(sub_def.type), fd, edge_field)
-                sql = (
-                    f"coalesce(json_agg({edge.sql} ORDER BY {x}.rn) "
+                return (
+                    f"coalesce(json_agg({edge} ORDER BY {x}.rn) "
                     f"FILTER (WHERE {x}.rn <= {limit_param}), '[]'::json)"
                 )
-                return Out(sql, (False, edge.check[1]) if edge.check else None)
             raise Unsupported(name)
 
         def page_info(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
             if name == "hasNextPage":
-                return Out(f"(count(*) > {limit_param})")
+                return f"(count(*) > {limit_param})"
             if name == "startCursor":
-                return Out(f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = 1)")
+                return f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = 1)"
             if name == "endCursor":
-                return Out(f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = least({x}.n, {limit_param}))")
+                return f"max({cursor_of(x)}) FILTER (WHERE {x}.rn = least({x}.n, {limit_param}))"
             raise Unsupported(name)
 
         def edge_field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
             if name == "cursor":
-                return Out(cursor_of(x))
+                return cursor_of(x)
             if name == "node":
                 return node(x, sub_def, fd)
             raise Unsupported(name)
 
         built = self.object(connection_type, details, field)
-        sql = (
-            f"(SELECT {built.sql} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
+        return (
+            f"(SELECT {built} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
             f"count(*) OVER () AS n FROM ({rows_sql}) r) {x} GROUP BY ())"
         )
-        return Out(sql, built.check)
 
     def branches(
         self, a: str, field_def: GraphQLField, fd: FieldDetailsList, names: tuple[str, str]
@@ -503,39 +474,23 @@ class Planner:
         if not built:
             raise Unsupported("no runtime type")
         if len(built) == 1:
-            ((_, out),) = built.items()
-        else:
-            (v1, v1_out), (_, v2_out) = built.items()
-            check = merge(
-                v1_out.check[1] if v1_out.check else None,
-                v2_out.check[1] if v2_out.check else None,
-            )
-            out = Out(
-                f"(CASE WHEN {a}.source = 'v1' THEN {v1_out.sql} ELSE {v2_out.sql} END)",
-                (False, check) if check else None,
-            )
-        required = is_non_null_type(field_def.type)
-        below = out.check[1] if out.check else None
-        return Out(out.sql, (required, below) if below else None)
+            return next(iter(built.values()))
+        v1, v2 = built.values()
+        return f"(CASE WHEN {a}.source = 'v1' THEN {v1} ELSE {v2} END)"
 
     # -- root fields ------------------------------------------------------------------------
 
     def root(self, root_type: GraphQLObjectType, fields: GroupedFieldSet) -> Out:
         pairs: list[str] = []
-        check: Check = {}
         for key, details in fields.items():
             name = details[0].node.name.value
             if name not in ("conversations", "node", "nodes") or self.anonymous:
                 raise Unsupported(f"Query.{name}")
             field_def = root_type.fields[name]
-            out = getattr(self, name)(field_def, details)
-            pairs.append(f"'{key}', {out.sql}")
-            if out.check is not None:
-                check[key] = out.check
+            pairs.append(f"'{key}', {getattr(self, name)(field_def, details)}")
         if not pairs or len(pairs) > MAX_KEYS:
             raise Unsupported("root")
-        sql = f"SELECT json_build_object({', '.join(pairs)})::text"
-        return Out(sql, (False, check) if check else None)
+        return f"SELECT json_build_object({', '.join(pairs)})::text"
 
     def conversations(self, field_def: GraphQLField, details: FieldDetailsList) -> Out:
         args = self.arguments(field_def, details)
@@ -579,11 +534,7 @@ class Planner:
         if len(ids) > MAX_KEYS:
             raise Unsupported("too many ids")
         items = [self.one_node(i, details) for i in ids]
-        check = None
-        for item in items:
-            check = merge(check, item.check[1] if item.check else None)
-        sql = f"json_build_array({', '.join(i.sql for i in items)})" if items else "'[]'::json"
-        return Out(sql, (False, check) if check else None)
+        return f"json_build_array({', '.join(items)})" if items else "'[]'::json"
 
     def one_node(self, global_id_: str, details: FieldDetailsList) -> Out:
         """``Query.node``: the object of a global id as its type, null when not visible."""
@@ -600,8 +551,7 @@ class Planner:
             raise Unsupported(type_name)
         b = self.alias()
         built = self.node_fields(self.object_type(type_name), b, details)
-        sql = f"(SELECT {built.sql} FROM {table} {b} WHERE {b}.id = {self.param(database_id)})"
-        return Out(sql, built.check)
+        return f"(SELECT {built} FROM {table} {b} WHERE {b}.id = {self.param(database_id)})"
 
     # -- relations per object type (``_<TypeName>``) ------------------------------------------
 
@@ -634,11 +584,10 @@ class Planner:
         if name == "migration":
             b = self.alias()
             built = self.node_fields(self.object_type("Migration"), b, fd)
-            sql = (
-                f"(SELECT {built.sql} FROM migration_tracking {b} "
+            return (
+                f"(SELECT {built} FROM migration_tracking {b} "
                 f"WHERE {b}.v1_conversation_id = {a}.id)"
             )
-            return Out(sql, built.check)
         return self._conversation("v1", a, name, fd, field_def)
 
     def _V2Conversation(
@@ -668,8 +617,7 @@ class Planner:
         type_name = f"{source.upper()}Message"
 
         def node(x: str, sub_def: GraphQLField, fd: FieldDetailsList) -> Out:
-            built = self.node_fields(self.object_type(type_name), x, fd)
-            return Out(built.sql, built.check)
+            return self.node_fields(self.object_type(type_name), x, fd)
 
         return self.connection(
             field_def,
@@ -687,7 +635,7 @@ class Planner:
     ) -> Out:
         if name == "author":
             profile = self.by_id("Profile", f"{a}.user_id", fd, field_def)
-            return Out(f"(CASE WHEN {a}.role = 'user' THEN {profile.sql} END)", profile.check)
+            return f"(CASE WHEN {a}.role = 'user' THEN {profile} END)"
         if name == "replyTo":
             return self.by_id(f"{source.upper()}Message", f"{a}.reply_to_message_id", fd, field_def)
         raise Unsupported(name)
@@ -769,5 +717,5 @@ def compile_plan(
         built = planner.root(root_type, fields)
     except Unsupported:
         return None
-    return Plan(built.sql, planner.params, built.check[1] if built.check else None)
+    return Plan(built, planner.params)
 

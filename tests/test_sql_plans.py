@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.app import create_app
 from gateway.db import StatementCounter
 from gateway.settings import Settings
+from schema.sqlplan import NULL_IN_NON_NULL
 from tests.factories import (
     at,
     insert,
@@ -438,6 +439,27 @@ async def test_node_and_nodes_equal_the_resolver_path(
         )
         same(planned, expected)
         assert reads == 1
+
+
+async def test_data_that_looks_like_the_null_marker_is_still_answered_right(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    data: dict[str, uuid.UUID],
+    owner: asyncpg.Connection,
+) -> None:
+    # given a message whose text is the marker SQL plans use for a null in a non-null field
+    await owner.execute(
+        "UPDATE v2_messages SET message = $1 WHERE id = (SELECT id FROM v2_messages LIMIT 1)",
+        NULL_IN_NON_NULL,
+    )
+    # then the response is still the resolver path's (which answers it)
+    planned, expected, reads = await both(
+        plans, resolvers, statements, EVERYTHING, {"first": 100, "messages": 100}, user=data["admin"]
+    )
+    assert NULL_IN_NON_NULL in str(expected)
+    same(planned, expected)
+    assert reads > 1
 
 
 async def test_anonymous_viewers_get_the_empty_listing(
