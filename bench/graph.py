@@ -48,6 +48,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -530,7 +531,8 @@ class WrkResult:
 def run_wrk(url: str, lua: Path, *, duration: float, connections: int) -> WrkResult:
     threads = max(1, min(connections, os.cpu_count() or 1, 2))
     argv = [
-        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
+        # wrk takes whole seconds only ("1.6s" is a usage error)
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
         "--timeout", "30s", "--latency", "-s", str(lua), url,
     ]
     wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -572,6 +574,8 @@ class Point:
     rss_mb: float  # the largest worker's resident set after the run
     hwm_mb: float  # the largest worker's peak resident set
     statements: str = ""
+    # RSS growth of the largest worker: at the end of the run minus a tenth into it
+    rss_growth_mb: float = 0.0
 
 
 @dataclass
@@ -603,7 +607,21 @@ def measure(ctx: Context, workload: Workload, server: Server) -> Point:
     run_wrk(url, lua, duration=warmup, connections=ctx.args.connections)
     wait_idle(everything)
     cpu0, pg0 = cpu_ticks(server.pids()), cpu_ticks(pg_pids())
-    result = run_wrk(url, lua, duration=ctx.args.duration, connections=ctx.args.connections)
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample_rss() -> None:  # once a second while wrk runs
+        while not done.wait(1.0):
+            with contextlib.suppress(OSError, ValueError):
+                samples.append(max(status_kb(p, "VmRSS") for p in server.workers()) / 1024)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    try:
+        result = run_wrk(url, lua, duration=ctx.args.duration, connections=ctx.args.connections)
+    finally:
+        done.set()
+        sampler.join()
     # Sampled as wrk returns: requests still in flight then are not in wrk's count either.
     cpu1, pg1 = cpu_ticks(server.pids()), cpu_ticks(pg_pids())
     workers = server.workers()
@@ -618,6 +636,7 @@ def measure(ctx: Context, workload: Workload, server: Server) -> Point:
         pg_cpu_ms=cpu_delta(pg0, pg1) * per,
         rss_mb=rss,
         hwm_mb=hwm,
+        rss_growth_mb=rss - samples[len(samples) // 10] if samples else 0.0,
         statements=ctx.statements.get((workload.key, server.name), ""),
     )
 
@@ -1069,6 +1088,7 @@ def print_table(workload: Workload, points: list[Point], base: str | None) -> No
     header = (
         f"  {'server':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  "
         f"{'stmts/req':<26}{'CPU ms/req':>11}{'PG ms/req':>10}{'RSS MB':>8}{'peak MB':>8}"
+        f"{'growth':>8}"
     )
     ratio_title = f"  ÷ {base}" if base else ""
     print(header + ratio_title)
@@ -1081,7 +1101,7 @@ def print_table(workload: Workload, points: list[Point], base: str | None) -> No
         print(
             f"  {p.server:<13}{w.rps:8.1f}{w.p50_ms:9.1f}{w.p99_ms:9.1f}{w.errors:8d}  "
             f"{p.statements:<26}{p.cpu_ms:11.2f}{p.pg_cpu_ms:10.2f}{p.rss_mb:8.0f}"
-            f"{p.hwm_mb:8.0f}{ratio:>10}"
+            f"{p.hwm_mb:8.0f}{p.rss_growth_mb:+8.1f}{ratio:>10}"
         )
         if w.errors:
             print(
@@ -1241,7 +1261,7 @@ async def run(args: argparse.Namespace, pg: Any, procs: Processes, tmp: Path) ->
     print(
         f"\nResults: wrk, {args.connections} connections, {args.duration:g}s per point after "
         f"a warm-up; CPU = utime+stime of the server's processes (PG: Postgres' processes) per "
-        f"request; RSS = the largest worker after the run; ratios are req/s"
+        f"request; RSS = the largest worker after the run, growth = its RSS at the end minus a tenth into the run; ratios are req/s"
     )
     for w, points in results:
         names = [p.server for p in points]
