@@ -27,6 +27,7 @@ parsed nor encoded again in Python.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -702,6 +703,11 @@ class Planner:
         raise Unsupported(name)
 
 
+# Compiled plans (or None: the resolver path) of recent operations and variable values.
+PLAN_CACHE_SIZE = 512
+_plans: OrderedDict[tuple[int, int, str, bool], tuple[Any, Any, Plan | None]] = OrderedDict()
+
+
 def compile_plan(
     schema: GraphQLSchema,
     fragments: dict[str, FragmentDetails],
@@ -711,11 +717,24 @@ def compile_plan(
     fields: GroupedFieldSet,
     context: Context,
 ) -> Plan | None:
-    """One statement answering ``fields`` of a query, or None for the resolver path."""
+    """One statement answering ``fields`` of a query, or None for the resolver path.
+
+    The plan depends only on the schema, the operation (strawberry's parser cache hands the
+    same document to every request with the same text) and the variables' values, so it is
+    remembered for those; the entry keeps both objects, so their ids cannot be reused while
+    it lives."""
+    coerced = getattr(variable_values, "coerced", variable_values)
+    key = (id(schema), id(operation), repr(sorted(coerced.items())), context.is_anonymous)
+    cached = _plans.get(key)
+    if cached is not None and cached[0] is schema and cached[1] is operation:
+        _plans.move_to_end(key)
+        return cached[2]
     planner = Planner(schema, fragments, variable_values, operation, context.is_anonymous)
     try:
-        built = planner.root(root_type, fields)
+        plan: Plan | None = Plan(planner.root(root_type, fields), planner.params)
     except Unsupported:
-        return None
-    return Plan(built, planner.params)
-
+        plan = None
+    _plans[key] = (schema, operation, plan)
+    if len(_plans) > PLAN_CACHE_SIZE:
+        _plans.popitem(last=False)
+    return plan
