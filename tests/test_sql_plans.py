@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.graph import R1  # the benchmark's R1 shape
 from gateway.app import create_app
 from gateway.db import StatementCounter
 from gateway.settings import Settings
@@ -79,16 +80,6 @@ query Everything($first: Int, $after: String, $messages: Int, $filter: Conversat
   }}
 }}
 """
-
-R1 = """query R1 {
-  conversations(first: 50, filter: {source: V2}) {
-    edges { node {
-      title lastMessageAt
-      ... on V2Conversation { project { name mainCity { name } } }
-      messages(first: 10) { edges { node { role text createdAt } } }
-    } }
-  }
-}"""
 
 SHAPES = """
 query Shapes($withOwner: Boolean!, $skipMessages: Boolean!) {
