@@ -247,7 +247,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             result = super(FastExecutionContext, self).execute_root_grouped_field_set(
                 root_type, root_value, grouped_field_set, serially, position_context
             )
-            return await result if self.is_awaitable(result) else result  # type: ignore[no-any-return]
+            return await result if self.is_awaitable(result) else result
 
         return run_plan()
 

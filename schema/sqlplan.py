@@ -373,7 +373,7 @@ class Planner:
         """The object types a field's value may take, among ``names`` (the store branches)."""
         type_: GraphQLNamedType = named(field_def.type)
         if is_abstract_type(type_):
-            possible = {t.name for t in self.schema.get_possible_types(type_)}  # type: ignore[arg-type]
+            possible = {t.name for t in self.schema.get_possible_types(type_)}
             return [n for n in names if n in possible]
         return [n for n in names if n == type_.name]
 
@@ -383,7 +383,11 @@ class Planner:
         """The row of ``TABLES[type_name]`` whose id is ``key``, or null."""
         b = self.alias()
         built = self.node_fields(self.object_type(type_name), b, fd)
-        sql = f"(SELECT {built} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key})"
+        # No subquery at all for a NULL key (a first message's replyTo, a missing document).
+        sql = (
+            f"(CASE WHEN {key} IS NOT NULL THEN "
+            f"(SELECT {built} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key}) END)"
+        )
         return non_null(sql, json=True) if is_non_null_type(field_def.type) else sql
 
     def rows(
@@ -643,9 +647,8 @@ class Planner:
 
     def _V1Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
         if name == "documents":
-            return self.rows(
-                "Document", f"documents {{b}} WHERE {{b}}.id = {a}.document_id", "{b}.id", fd
-            )
+            documents = self.rows_of_ids(f"ARRAY[{a}.document_id]", fd, "Document")
+            return f"(CASE WHEN {a}.document_id IS NULL THEN '[]'::json ELSE {documents} END)"
         return self._message("v1", a, name, fd, field_def)
 
     def _V2Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
