@@ -1261,7 +1261,8 @@ async def run(args: argparse.Namespace, pg: Any, procs: Processes, tmp: Path) ->
     print(
         f"\nResults: wrk, {args.connections} connections, {args.duration:g}s per point after "
         f"a warm-up; CPU = utime+stime of the server's processes (PG: Postgres' processes) per "
-        f"request; RSS = the largest worker after the run, growth = its RSS at the end minus a tenth into the run; ratios are req/s"
+        f"request; RSS = the largest worker after the run, growth = its RSS at the end minus "
+        f"a tenth into the run; ratios are req/s"
     )
     for w, points in results:
         names = [p.server for p in points]

@@ -6,8 +6,9 @@ is ~1,800 field completions, most of the CPU of the request. PostGraphile's answ
 PostgreSQL build the response: one statement whose ``json_build_object`` tree mirrors the
 selection. This module does the same for the graph's hot shapes: ``Query.conversations``,
 ``node`` and ``nodes``, with the conversation, message, project, document, geography, profile
-and migration fields below them. It runs in the request's transaction, as the viewer (RLS applies as on the resolver path),
-after parsing, validation and the limits, and before any resolver.
+and migration fields below them. It runs in the request's transaction, as the viewer (RLS
+applies as on the resolver path), after parsing, validation and the limits, and before any
+resolver.
 
 Every value is rendered as the resolver path renders it (global ids and cursors are base64url
 without padding, instants ``isoformat()`` in UTC, decimals as text, enums by name), and each

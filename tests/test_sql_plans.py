@@ -248,7 +248,7 @@ async def test_every_field_equals_the_resolver_path(
     query = EVERYTHING
     if viewer == "user":
         # ``user`` has a conversation whose project is hidden: that error is tested below.
-        query = EVERYTHING.replace("project {{ {PROJECT} }}".format(PROJECT=PROJECT), "")
+        query = EVERYTHING.replace(f"project {{ {PROJECT} }}", "")
     planned, expected, reads = await both(plans, resolvers, statements, query, variables, user=user)
     assert "errors" not in expected, expected
     assert expected["data"]["conversations"]["edges"], "the page is empty: the test shows nothing"
@@ -338,7 +338,8 @@ async def test_reference_shapes_equal_the_resolver_path_in_one_statement(
             "a field without a plan",
         ),
         (
-            "{ conversations(first: 3) { edges { node { messages(first: 101) { totalCount } } } } }",
+            "{ conversations(first: 3) { edges { node {"
+            " messages(first: 101) { totalCount } } } } }",
             "nested first out of range",
         ),
     ],
@@ -365,7 +366,10 @@ async def test_a_hidden_non_null_project_gets_the_resolver_paths_error(
     data: dict[str, uuid.UUID],
 ) -> None:
     # given a visible conversation whose project the viewer cannot see (Project! is non-null)
-    query = "{ conversations(first: 50) { edges { node { id ... on V2Conversation { project { name } } } } } }"
+    query = (
+        "{ conversations(first: 50) { edges { node {"
+        " id ... on V2Conversation { project { name } } } } } }"
+    )
     planned, expected, _ = await both(plans, resolvers, statements, query, user=data["user"])
     # then the plan's answer is discarded and the resolvers' error and nulls are returned
     assert expected["errors"], expected
@@ -375,7 +379,8 @@ async def test_a_hidden_non_null_project_gets_the_resolver_paths_error(
 
 NODE_SELECTION = f"""
   __typename id
-  ... on Conversation {{ {CONVERSATION_SCALARS} owner {{ id }} messages(first: 2) {{ totalCount }} }}
+  ... on Conversation {{ {CONVERSATION_SCALARS} owner {{ id }}
+    messages(first: 2) {{ totalCount }} }}
   ... on V2Conversation {{ project {{ name }} }}
   ... on V1Conversation {{ document {{ title }} migration {{ status }} }}
   ... on Message {{ {MESSAGE_SCALARS} author {{ fullName }} replyTo {{ id }} }}
@@ -387,10 +392,12 @@ NODE_SELECTION = f"""
   ... on Zone {{ code label city {{ name }} zoning {{ name }} }}
   ... on Typology {{ name }}
   ... on Profile {{ email fullName isAdmin createdAt }}
-  ... on Migration {{ migrationStatus: status migratedAt revertedAt errorMessage of: project {{ name }} }}
+  ... on Migration {{ migrationStatus: status migratedAt revertedAt errorMessage
+    of: project {{ name }} }}
 """
 NODE_TABLES = {
-    "V1Conversation": "chat_conversations", "V2Conversation": "v2_conversations c WHERE EXISTS (SELECT 1 FROM v2_projects p"
+    "V1Conversation": "chat_conversations",
+    "V2Conversation": "v2_conversations c WHERE EXISTS (SELECT 1 FROM v2_projects p"
     " WHERE p.id = c.project_id AND p.user_id = c.user_id)",  # not the hidden project's
     "V1Message": "chat_messages", "V2Message": "v2_messages", "Project": "v2_projects",
     "City": "cities", "Zoning": "zonings", "Zone": "zones", "Typology": "typologies",
@@ -446,7 +453,12 @@ async def test_data_that_looks_like_the_null_marker_is_still_answered_right(
     )
     # then the response is still the resolver path's (which answers it)
     planned, expected, reads = await both(
-        plans, resolvers, statements, EVERYTHING, {"first": 100, "messages": 100}, user=data["admin"]
+        plans,
+        resolvers,
+        statements,
+        EVERYTHING,
+        {"first": 100, "messages": 100},
+        user=data["admin"],
     )
     assert NULL_IN_NON_NULL in str(expected)
     same(planned, expected)
@@ -494,7 +506,9 @@ OBJECTS = {
     "V2Conversation": [("project", "Project")],
     "Message": [("author", "Profile"), ("replyTo", "Message"), ("documents", "Document")],
     "V2Message": [("referencedZones", "Zone"), ("referencedCities", "City")],
-    "Document": [("city", "City"), ("zone", "Zone"), ("zoning", "Zoning"), ("typology", "Typology")],
+    "Document": [
+        ("city", "City"), ("zone", "Zone"), ("zoning", "Zoning"), ("typology", "Typology")
+    ],
     "City": [("zones", "Zone")],
     "Zone": [("city", "City"), ("zoning", "Zoning")],
     "Zoning": [("city", "City")],
@@ -510,7 +524,8 @@ def selection(rng: random.Random, type_name: str, depth: int) -> str:
         first = rng.choice(["", "(first: 1)", "(first: 3)"])
         page = rng.choice(["totalCount", "pageInfo { hasNextPage endCursor }", ""])
         node = selection(rng, "Message", depth)
-        return f"messages{first} {{ {page} edges {{ {rng.choice(['cursor', ''])} node {{ {node} }} }} }}"
+        cursor = rng.choice(["cursor", ""])
+        return f"messages{first} {{ {page} edges {{ {cursor} node {{ {node} }} }} }}"
     leaves = LEAVES[type_name]
     parts = [f"{rng.choice(['', 'x: ', 'y: '])}{f}" if f != "__typename" else f
              for f in rng.sample(leaves, k=rng.randint(1, min(4, len(leaves))))]
@@ -554,7 +569,10 @@ async def test_random_selections_equal_the_resolver_path(
     for _ in range(5):
         node = selection(rng, "Conversation", depth=3)
         first = rng.choice([1, 5, 20, 70])
-        query = f"{{ conversations(first: {first}) {{ totalCount edges {{ cursor node {{ {node} }} }} }} }}"
+        query = (
+            f"{{ conversations(first: {first}) {{ totalCount"
+            f" edges {{ cursor node {{ {node} }} }} }} }}"
+        )
         planned, expected, reads = await both(
             plans, resolvers, statements, query, user=data["admin"]
         )
