@@ -290,6 +290,11 @@ class Planner:
         return f"_q{self.aliases}"
 
     def param(self, value: object) -> str:
+        if type(value) is int:
+            # Page sizes (checked, 1..101) are written into the statement: a statement with
+            # no other parameter is then planned once per connection (its prepared statement)
+            # rather than given a fresh custom plan on every execution.
+            return str(value)
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f":{name}"
