@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -53,7 +53,7 @@ from graphql.execution.collect_fields import (
     collect_subfields,
 )
 from graphql.execution.values import get_argument_values
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from gateway.context import Context
 from gateway.errors import GatewayError
@@ -87,12 +87,17 @@ Out = str  # an SQL expression of the JSON value of a field
 class Plan:
     sql: str
     params: dict[str, object]
+    # Built once: ``text()`` scans the whole statement for bind parameters.
+    statement: TextClause = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "statement", text(self.sql))
 
     async def run(self, context: Context) -> orjson.Fragment | None:
         """The response data as SQL rendered it (``orjson`` writes it into the response as is),
         or None when a non-null field came back null."""
         db = await context.db()
-        raw: str = await db.scalar(text(self.sql), self.params)
+        raw: str = await db.scalar(self.statement, self.params)
         if NULL_IN_NON_NULL in raw:
             return None
         return orjson.Fragment(raw)
