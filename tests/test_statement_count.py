@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from gateway.db import StatementCounter
-from tests.conftest import bearer
+from gateway.settings import Settings
+from tests.conftest import JWT_SECRET, bearer
 from tests.factories import (
     at,
     insert,
@@ -156,6 +157,13 @@ async def run(client: httpx.AsyncClient, user: uuid.UUID, first: int) -> dict[st
 
 def show(counter: StatementCounter) -> str:
     return "\n".join(f"[{i}] {' '.join(s.split())}" for i, s in enumerate(counter.statements))
+
+
+@pytest.fixture(params=[True, False], ids=["sql-plans", "resolvers"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Both execution paths: the SQL plan (one statement) and, with plans off, the resolvers
+    and their loaders (one statement per level), which every other query still takes."""
+    return Settings(jwt_secret=JWT_SECRET, env="test", sql_plans=request.param)
 
 
 @pytest.fixture(params=[False, True], ids=["linked-documents", "stray-documents"])
