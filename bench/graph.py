@@ -576,6 +576,7 @@ class Point:
     statements: str = ""
     # RSS growth of the largest worker: at the end of the run minus a tenth into it
     rss_growth_mb: float = 0.0
+    rss_trace: list[float] = field(default_factory=list)  # at each tenth of the run
 
 
 @dataclass
@@ -637,6 +638,9 @@ def measure(ctx: Context, workload: Workload, server: Server) -> Point:
         rss_mb=rss,
         hwm_mb=hwm,
         rss_growth_mb=rss - samples[len(samples) // 10] if samples else 0.0,
+        rss_trace=[samples[min(len(samples) - 1, len(samples) * k // 10)] for k in range(1, 11)]
+        if samples
+        else [],
         statements=ctx.statements.get((workload.key, server.name), ""),
     )
 
@@ -1103,6 +1107,9 @@ def print_table(workload: Workload, points: list[Point], base: str | None) -> No
             f"{p.statements:<26}{p.cpu_ms:11.2f}{p.pg_cpu_ms:10.2f}{p.rss_mb:8.0f}"
             f"{p.hwm_mb:8.0f}{p.rss_growth_mb:+8.1f}{ratio:>10}"
         )
+        if len(p.rss_trace) == 10 and w.seconds >= 60:
+            trace = " ".join(f"{mb:.0f}" for mb in p.rss_trace)
+            print(f"      RSS MB at each tenth of the run: {trace}")
         if w.errors:
             print(
                 f"      errors: {w.non_2xx} non-2xx, {w.socket_errors} socket, "
