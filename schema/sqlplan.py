@@ -66,6 +66,9 @@ from schema.inputs import ConversationFilter
 
 # ``json_build_object`` takes at most 100 arguments.
 MAX_KEYS = 50
+# A larger statement is left to the resolvers: every distinct plan becomes a prepared statement
+# (and a cached plan) on each pooled connection, so their size is what bounds that memory.
+MAX_PLAN_SQL = 64 * 1024
 
 # What a non-null field that came back null is rendered as. Its presence in the response sends
 # the request to the resolver path (so a value that happens to equal it only costs speed).
@@ -745,7 +748,8 @@ def compile_plan(
         return cached[2]
     planner = Planner(schema, fragments, variable_values, operation, context.is_anonymous)
     try:
-        plan: Plan | None = Plan(planner.root(root_type, fields), planner.params)
+        sql = planner.root(root_type, fields)
+        plan: Plan | None = Plan(sql, planner.params) if len(sql) <= MAX_PLAN_SQL else None
     except Unsupported:
         plan = None
     _plans[key] = (schema, operation, plan)

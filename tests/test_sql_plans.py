@@ -359,6 +359,28 @@ async def test_what_has_no_plan_is_answered_by_the_resolvers(
     assert reads != 1 or "errors" in planned, reason
 
 
+async def test_a_statement_too_large_to_prepare_is_left_to_the_resolvers(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    data: dict[str, uuid.UUID],
+) -> None:
+    # given a valid query whose plan would exceed MAX_PLAN_SQL (three copies of EVERYTHING)
+    body = EVERYTHING[EVERYTHING.index("conversations(") : EVERYTHING.rindex("}")]
+    query = (
+        "query Wide($first: Int, $after: String, $messages: Int, $filter: ConversationFilter) {"
+        + "".join(f" {alias}: {body}" for alias in ("a", "b", "c"))
+        + "}"
+    )
+    planned, expected, reads = await both(
+        plans, resolvers, statements, query, {"first": 2, "messages": 2}, user=data["admin"]
+    )
+    # then the resolvers answer it, with the same response
+    assert "errors" not in expected, expected
+    same(planned, expected)
+    assert reads > 1
+
+
 async def test_a_hidden_non_null_project_gets_the_resolver_paths_error(
     plans: httpx.AsyncClient,
     resolvers: httpx.AsyncClient,
