@@ -217,17 +217,17 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         anything else, or a plan whose non-null fields came back null, by the resolvers."""
         context = self.context_value
         plan = None
-        if not serially and self.fast and getattr(context, "settings", None) is not None:
-            if context.settings.sql_plans:
-                plan = compile_plan(
-                    self.schema,
-                    self.fragments,
-                    self.variable_values,
-                    self.operation,
-                    root_type,
-                    grouped_field_set,
-                    context,
-                )
+        settings = getattr(context, "settings", None)
+        if not serially and self.fast and settings is not None and settings.sql_plans:
+            plan = compile_plan(
+                self.schema,
+                self.fragments,
+                self.variable_values,
+                self.operation,
+                root_type,
+                grouped_field_set,
+                context,
+            )
         if plan is None:
             return super().execute_root_grouped_field_set(
                 root_type, root_value, grouped_field_set, serially, position_context

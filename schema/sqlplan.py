@@ -37,12 +37,11 @@ import orjson
 from graphql import (
     GraphQLError,
     GraphQLField,
-    GraphQLList,
     GraphQLNamedType,
-    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     OperationDefinitionNode,
+    get_named_type,
     is_abstract_type,
     is_non_null_type,
 )
@@ -54,6 +53,7 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import get_argument_values
 from sqlalchemy import TextClause, text
+from strawberry.utils.str_converters import to_snake_case
 
 from gateway.context import Context
 from gateway.errors import GatewayError
@@ -262,16 +262,6 @@ def render(expr: str, how: str) -> str:
     return expr
 
 
-def named(type_: Any) -> Any:
-    while isinstance(type_, (GraphQLNonNull, GraphQLList)):
-        type_ = type_.of_type
-    return type_
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"([A-Z])", r"_\1", name).lower()
-
-
 class Planner:
     """Builds one statement for a query's root fields (``compile_plan``)."""
 
@@ -383,26 +373,49 @@ class Planner:
         assert isinstance(type_, GraphQLObjectType)
         return type_
 
+    def field_object(self, field_def: GraphQLField) -> GraphQLObjectType:
+        """The object type a field returns (through lists and non-null)."""
+        return self.object_type(get_named_type(field_def.type).name)
+
     def runtime_types(self, field_def: GraphQLField, names: tuple[str, ...]) -> list[str]:
         """The object types a field's value may take, among ``names`` (the store branches)."""
-        type_: GraphQLNamedType = named(field_def.type)
+        type_: GraphQLNamedType = get_named_type(field_def.type)
         if is_abstract_type(type_):
             possible = {t.name for t in self.schema.get_possible_types(type_)}
             return [n for n in names if n in possible]
         return [n for n in names if n == type_.name]
 
+    def lookup(
+        self,
+        type_name: str,
+        key: str,
+        fd: FieldDetailsList,
+        *,
+        column: str = "id",
+        wrap: str = "{}",
+    ) -> Out:
+        """``wrap`` of the JSON of the row of ``TABLES[type_name]`` whose ``column`` is ``key``
+        (NULL when there is none); no subquery at all for a NULL key (a first message's
+        replyTo, a missing document)."""
+        b = self.alias()
+        built = wrap.format(self.node_fields(self.object_type(type_name), b, fd))
+        return (
+            f"(CASE WHEN {key} IS NOT NULL THEN "
+            f"(SELECT {built} FROM {TABLES[type_name]} {b} WHERE {b}.{column} = {key}) END)"
+        )
+
     def by_id(
         self, type_name: str, key: str, fd: FieldDetailsList, field_def: GraphQLField
     ) -> Out:
         """The row of ``TABLES[type_name]`` whose id is ``key``, or null."""
-        b = self.alias()
-        built = self.node_fields(self.object_type(type_name), b, fd)
-        # No subquery at all for a NULL key (a first message's replyTo, a missing document).
-        sql = (
-            f"(CASE WHEN {key} IS NOT NULL THEN "
-            f"(SELECT {built} FROM {TABLES[type_name]} {b} WHERE {b}.id = {key}) END)"
-        )
+        sql = self.lookup(type_name, key, fd)
         return non_null(sql, json=True) if is_non_null_type(field_def.type) else sql
+
+    def one_document(self, key: str, fd: FieldDetailsList) -> Out:
+        """``[document]`` of a v1 ``document_id``, or ``[]`` (a v1 conversation's or
+        message's documents)."""
+        listed = self.lookup("Document", key, fd, wrap="json_build_array({})")
+        return f"coalesce({listed}, '[]'::json)"
 
     def rows(
         self, type_name: str, from_sql: str, order: str, fd: FieldDetailsList
@@ -445,15 +458,14 @@ class Planner:
         ``GROUP BY ()``: one row whatever is selected (a lone totalCount aggregates nothing)."""
         x = self.alias()
         limit_param = self.param(limit)
-        connection_type = named(field_def.type)
 
         def field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
             if name == "totalCount":
                 return f"({count_sql})"
             if name == "pageInfo":
-                return self.object(named(sub_def.type), fd, page_info)
+                return self.object(self.field_object(sub_def), fd, page_info)
             if name == "edges":
-                edge = self.object(named(sub_def.type), fd, edge_field)
+                edge = self.object(self.field_object(sub_def), fd, edge_field)
                 return (
                     f"coalesce(json_agg({edge} ORDER BY {x}.rn) "
                     f"FILTER (WHERE {x}.rn <= {limit_param}), '[]'::json)"
@@ -476,7 +488,7 @@ class Planner:
                 return node(x, sub_def, fd)
             raise Unsupported(name)
 
-        built = self.object(connection_type, details, field)
+        built = self.object(self.field_object(field_def), details, field)
         return (
             f"(SELECT {built} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
             f"count(*) OVER () AS n FROM ({rows_sql}) r) {x} GROUP BY ())"
@@ -518,7 +530,7 @@ class Planner:
             limit = page_size(args.get("first"))
             keyset = time_keyset("conversation", args.get("after"))
             criteria = to_store_filter(
-                ConversationFilter(**{_snake(k): v for k, v in raw_filter.items()})
+                ConversationFilter(**{to_snake_case(k): v for k, v in raw_filter.items()})
                 if raw_filter is not None
                 else None
             )
@@ -583,9 +595,7 @@ class Planner:
             return self.messages(source, a, field_def, fd)
         if name == "documents":
             if source == "v1":
-                return self.rows(
-                    "Document", f"documents {{b}} WHERE {{b}}.id = {a}.document_id", "{b}.id", fd
-                )
+                return self.one_document(f"{a}.document_id", fd)
             return self.rows(
                 "Document",
                 "v2_conversation_documents _l JOIN documents {b} ON {b}.id = _l.document_id "
@@ -601,12 +611,7 @@ class Planner:
         if name == "document":
             return self.by_id("Document", f"{a}.document_id", fd, field_def)
         if name == "migration":
-            b = self.alias()
-            built = self.node_fields(self.object_type("Migration"), b, fd)
-            return (
-                f"(SELECT {built} FROM migration_tracking {b} "
-                f"WHERE {b}.v1_conversation_id = {a}.id)"
-            )
+            return self.lookup("Migration", f"{a}.id", fd, column="v1_conversation_id")
         return self._conversation("v1", a, name, fd, field_def)
 
     def _V2Conversation(
@@ -661,8 +666,7 @@ class Planner:
 
     def _V1Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
         if name == "documents":
-            documents = self.rows_of_ids(f"ARRAY[{a}.document_id]", fd, "Document")
-            return f"(CASE WHEN {a}.document_id IS NULL THEN '[]'::json ELSE {documents} END)"
+            return self.one_document(f"{a}.document_id", fd)
         return self._message("v1", a, name, fd, field_def)
 
     def _V2Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
