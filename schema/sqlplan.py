@@ -126,8 +126,11 @@ def iso(expr: str) -> str:
 
 
 def base64url(expr: str) -> str:
-    """``base64.urlsafe_b64encode`` without padding (PostgreSQL wraps base64 lines at 76)."""
-    return f"rtrim(translate(encode(convert_to({expr}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
+    """``base64.urlsafe_b64encode`` without padding (PostgreSQL wraps base64 lines at 76).
+    ``replace`` rather than one ``translate``: translate walks the string a character at a
+    time and was an eighth of R2's time in Postgres; three replaces cost a third of it."""
+    b64 = f"encode(convert_to({expr}, 'UTF8'), 'base64')"
+    return f"rtrim(replace(replace(replace({b64}, E'\\n', ''), '+', '-'), '/', '_'), '=')"
 
 
 def global_id(type_name: str, id_expr: str) -> str:
