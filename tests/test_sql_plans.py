@@ -297,6 +297,54 @@ async def test_pages_follow_the_cursors_of_both_paths(
     assert page["data"]["node"]["messages"]["edges"], page
 
 
+WALK = """
+query Walk($id: ID!, $after: String) { node(id: $id) { ... on Conversation {
+  messages(first: 1, after: $after) {
+    pageInfo { hasNextPage endCursor } edges { node { id createdAt } }
+  }
+} } }
+"""
+
+
+async def test_message_cursors_reach_the_messages_without_an_instant(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    data: dict[str, uuid.UUID],
+) -> None:
+    """Messages run oldest first with the ones without ``created_at`` last; walking them one
+    page at a time reaches every message, on both paths (an ``after`` cursor of, or before, a
+    message without an instant used to select nothing)."""
+    listing = await gql(
+        resolvers,
+        "{ conversations(first: 50) { edges { node { id"
+        " messages(first: 100) { edges { node { id createdAt } } } } } } }",
+        user=data["user"],
+    )
+    walked_past_null = 0
+    for edge in listing["data"]["conversations"]["edges"]:
+        expected = [m["node"] for m in edge["node"]["messages"]["edges"]]
+        walked: list[dict[str, Any]] = []
+        after = None
+        while True:
+            variables = {"id": edge["node"]["id"], "after": after}
+            planned, resolved, reads = await both(
+                plans, resolvers, statements, WALK, variables, user=data["user"]
+            )
+            same(planned, resolved)
+            assert reads == 1
+            page = planned["data"]["node"]["messages"]
+            walked += [m["node"] for m in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert walked == expected
+        # NULLs sort last: a walk of two or more with one reached it through a cursor
+        if len(walked) > 1 and any(m["createdAt"] is None for m in walked):
+            walked_past_null += 1
+    assert walked_past_null, "no conversation with a message without created_at after others"
+
+
 @pytest.mark.parametrize(
     ("query", "variables"),
     [

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.keyset import oldest_first_after
 
 TABLES = {"v1": "chat_messages", "v2": "v2_messages"}
 
@@ -21,14 +22,11 @@ def _table(source: str) -> str:
 
 
 def after_predicate(after: MessageKeyset | None, alias: str) -> tuple[str, dict[str, object]]:
-    """The messages strictly after ``after`` in ``created_at, id`` order ("" for all)."""
+    """The messages strictly after ``after`` in ``created_at, id`` order ("" for all); the
+    messages without ``created_at`` come last."""
     if after is None:
         return "", {}
-    predicate = (
-        f"({alias}.created_at, {alias}.id) > "
-        "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
-    )
-    return predicate, {"after_at": after[0], "after_id": after[1]}
+    return oldest_first_after(after, f"{alias}.created_at", f"{alias}.id")
 
 
 async def first_by_conversation(
@@ -57,7 +55,9 @@ async def first_by_conversation(
     return list(await db.rows(text(sql), params))
 
 
-async def count_by_conversation(db: Db, source: str, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
+async def count_by_conversation(
+    db: Db, source: str, conversation_ids: Sequence[UUID]
+) -> dict[UUID, int]:
     rows = await db.rows(
         text(
             f"SELECT conversation_id, count(*)::int AS n FROM {_table(source)} "
