@@ -827,7 +827,7 @@ ACTUAL = re.compile(r"actual time=[\d.]+\.\.([\d.]+) rows=[\d.]+ loops=(\d+)")
 
 
 def node_ms(line: str) -> float:
-    """Total time of an ``EXPLAIN ANALYZE`` plan node (its subtree included): end × loops."""
+    """Total time of an ``EXPLAIN ANALYZE`` plan node (its subtree included): end * loops."""
     match = ACTUAL.search(line)
     return float(match.group(1)) * int(match.group(2)) if match else 0.0
 
@@ -873,7 +873,8 @@ async def explain_workloads(
                 lines = [row[0] for row in result]
                 await transaction.rollback()
             if explain_dir is not None:
-                explain_dir.mkdir(parents=True, exist_ok=True)
+                # A diagnostic run, nothing else on the loop: the file write below blocks too.
+                explain_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
                 with (explain_dir / f"{w.key}.txt").open("a") as out:
                     out.write(statement + "\n\n" + "\n".join(lines) + "\n\n")
             scans: dict[str, int] = {}

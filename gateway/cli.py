@@ -152,7 +152,9 @@ def seed_demo(
             fail("demo data is already loaded in this database")
         summary = run_db(
             asyncio.run,
-            demo.seed_demo(owner_url, scale=scale, progress=lambda t, n: out.print(f"  {t}: {n} rows")),
+            demo.seed_demo(
+                owner_url, scale=scale, progress=lambda t, n: out.print(f"  {t}: {n} rows")
+            ),
         )
         out.print(f"demo data loaded in {summary.seconds:.1f}s")
 
@@ -180,7 +182,10 @@ def token(
     from dataclasses import replace
 
     try:
-        out.print(issue_token(replace(settings, jwt_secret=secret), user, role=role, ttl_s=ttl), soft_wrap=True)
+        out.print(
+            issue_token(replace(settings, jwt_secret=secret), user, role=role, ttl_s=ttl),
+            soft_wrap=True,
+        )
     except ValueError:
         fail(f"--user must be a UUID, got {user!r}")
 
@@ -261,7 +266,11 @@ def prepare_demo(settings: Settings, owner_url: str) -> None:
         ("admin", demo.DEMO_ADMIN_ID, "authenticated"),
         ("service", demo.DEMO_USER_ID, "service_role"),
     ):
-        out.print(f"[bold]{label}[/] token: Bearer {issue_token(settings, user, role=role, ttl_s=86400)}", soft_wrap=True)
+        out.print(
+            f"[bold]{label}[/] token: Bearer "
+            f"{issue_token(settings, user, role=role, ttl_s=86400)}",
+            soft_wrap=True,
+        )
 
 
 async def check_reachable(settings: Settings) -> None:

@@ -71,8 +71,8 @@ class Context:
     async def is_admin(self) -> bool:
         """``profiles.is_admin`` of the viewer (never a token claim)."""
         if self._is_admin is None:
-            self._is_admin = (
-                self.viewer.role == "authenticated" and await shared.viewer_is_admin(await self.db())
+            self._is_admin = self.viewer.role == "authenticated" and await shared.viewer_is_admin(
+                await self.db()
             )
         return self._is_admin
 

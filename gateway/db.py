@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import event, text
@@ -52,7 +52,9 @@ def _redact(url: str) -> str:
         return "<unparseable>"
 
 
-def create_engine(url: str | URL, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(
+    url: str | URL, settings: Settings, *, pool_size: int | None = None
+) -> AsyncEngine:
     connect_args: dict[str, Any] = {"command_timeout": settings.command_timeout_s}
     if settings.pgbouncer:
         # Transaction pooling cannot keep server-side prepared statements between transactions.
@@ -145,15 +147,21 @@ class Db:
         self._closed = True
         self._lock.release()
 
-    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Result[Any]:
         async with self._lock:
             if self._closed:
                 raise RuntimeError("the request's transaction is finished")
             return await self.conn.execute(statement, params)
 
-    async def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+    async def rows(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Mapping[str, Any]]:
+        """The result's rows as mappings keyed by column name (``gateway.store.Row``)."""
         result = await self.execute(statement, params)
-        return result.mappings().all()
+        # RowMapping is typed as keyed by str or column objects; mappings() keys are the names.
+        return cast(Sequence[Mapping[str, Any]], result.mappings().all())
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
         result = await self.execute(statement, params)

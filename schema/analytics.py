@@ -56,7 +56,9 @@ class ChatEvent(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> ChatEvent:
-        raw_source = (row["metadata"] or {}).get("source") if isinstance(row["metadata"], dict) else None
+        raw_source = (
+            (row["metadata"] or {}).get("source") if isinstance(row["metadata"], dict) else None
+        )
         return cls(
             id=strawberry.ID(to_global_id("ChatEvent", row["id"])),
             database_id=row["id"],

@@ -73,7 +73,7 @@ class Connection(Generic[T]):
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(description="Size of the whole filtered list, whatever `after` is.")
+    @strawberry.field(description="Size of the whole filtered list, whatever `after` is.")  # type: ignore[untyped-decorator]
     async def total_count(self) -> int:
         return await self.count()
 

@@ -44,7 +44,7 @@ class Conversation(Node):
             loaders.document.prime(row["id"], row)
         return [Document.from_row(r) for r in rows]
 
-    @strawberry.field(description="Messages, oldest first.")
+    @strawberry.field(description="Messages, oldest first.")  # type: ignore[untyped-decorator]
     async def messages(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Message]:
@@ -83,7 +83,7 @@ class V1Conversation(Conversation):
         )
         return Document.from_row(rows[0]) if rows else None
 
-    @strawberry.field(description="The migration of this conversation; null when never migrated.")
+    @strawberry.field(description="The migration of this conversation; null when never migrated.")  # type: ignore[untyped-decorator]
     async def migration(
         self, info: Info
     ) -> Annotated[Migration, strawberry.lazy("schema.migration")] | None:
@@ -112,7 +112,7 @@ class V2Conversation(Conversation):
             raise LookupError("project of a visible conversation is not visible")
         return Project.from_row(row)
 
-    @strawberry.field(description="The v1 conversation this one was migrated from, if any.")
+    @strawberry.field(description="The v1 conversation this one was migrated from, if any.")  # type: ignore[untyped-decorator]
     async def migrated_from(self, info: Info) -> V1Conversation | None:
         migration = await info.context.loaders.migration_by_v2.load(self.database_id)
         if migration is None or migration["v1_conversation_id"] is None:

@@ -36,7 +36,7 @@ class Message(Node):
     user_id: strawberry.Private[UUID]
     reply_to_id: strawberry.Private[UUID | None]
 
-    @strawberry.field(description="The profile of a USER message's user; null otherwise.")
+    @strawberry.field(description="The profile of a USER message's user; null otherwise.")  # type: ignore[untyped-decorator]
     def author(self, info: Info) -> Profile | None:
         if self.role is not MessageRole.USER:
             return None

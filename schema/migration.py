@@ -157,6 +157,6 @@ class MigrationReport:
         "timestamps, replies, document links, drift, orphans)."
     )
 
-    @strawberry.field(description="True when no completed migration has a parity problem.")
+    @strawberry.field(description="True when no completed migration has a parity problem.")  # type: ignore[untyped-decorator]
     def ok(self) -> bool:
         return not self.problems

@@ -107,12 +107,12 @@ class Project(Node):
             return None
         return later(load_zone(info, self.main_zone_id))
 
-    @strawberry.field(description="Documents of the project, pinned first.")
+    @strawberry.field(description="Documents of the project, pinned first.")  # type: ignore[untyped-decorator]
     async def documents(self, info: Info) -> list[Document]:
         rows = await info.context.loaders.documents_by_project.load(self.database_id)
         return [Document.from_row(r) for r in rows]
 
-    @strawberry.field(description="Conversations of the project, latest activity first.")
+    @strawberry.field(description="Conversations of the project, latest activity first.")  # type: ignore[untyped-decorator]
     async def conversations(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[V2Conversation]:

@@ -46,15 +46,15 @@ except ImportError:  # an older graphql-core or strawberry: their own execution 
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Any object by its global id; null when absent or not visible.")
+    @strawberry.field(description="Any object by its global id; null when absent or not visible.")  # type: ignore[untyped-decorator]
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await nodes.node(info, id)
 
-    @strawberry.field(description="Objects by global id, in order; null where not visible.")
+    @strawberry.field(description="Objects by global id, in order; null where not visible.")  # type: ignore[untyped-decorator]
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         return await nodes.nodes(info, list(ids))
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]
         description="Conversations of both stores, latest activity first (NULLs last), "
         "then databaseId descending."
     )
@@ -67,11 +67,11 @@ class Query:
     ) -> Connection[Conversation]:
         return await conversations.conversations(info, filter, first, after)
 
-    @strawberry.field(description="The signed-in user's profile; null when anonymous.")
+    @strawberry.field(description="The signed-in user's profile; null when anonymous.")  # type: ignore[untyped-decorator]
     async def viewer(self, info: Info) -> Profile | None:
         return await projects.viewer(info)
 
-    @strawberry.field(description="Visible projects, newest first.")
+    @strawberry.field(description="Visible projects, newest first.")  # type: ignore[untyped-decorator]
     async def projects(
         self,
         info: Info,
@@ -81,13 +81,17 @@ class Query:
     ) -> Connection[Project]:
         return await projects.projects(info, filter, first, after)
 
-    @strawberry.field(description="Cities by name; `search` matches a substring, any case.")
+    @strawberry.field(description="Cities by name; `search` matches a substring, any case.")  # type: ignore[untyped-decorator]
     async def cities(
-        self, info: Info, search: str | None = None, first: int | None = 20, after: str | None = None
+        self,
+        info: Info,
+        search: str | None = None,
+        first: int | None = 20,
+        after: str | None = None,
     ) -> Connection[City]:
         return await reference.cities(info, search, first, after)
 
-    @strawberry.field(description="Documents by title.")
+    @strawberry.field(description="Documents by title.")  # type: ignore[untyped-decorator]
     async def documents(
         self,
         info: Info,
@@ -97,7 +101,7 @@ class Query:
     ) -> Connection[Document]:
         return await reference.documents(info, filter, first, after)
 
-    @strawberry.field(description="Analytics events, newest first.")
+    @strawberry.field(description="Analytics events, newest first.")  # type: ignore[untyped-decorator]
     async def chat_events(
         self,
         info: Info,
@@ -107,14 +111,14 @@ class Query:
     ) -> Connection[ChatEvent]:
         return await analytics.chat_events(info, filter, first, after)
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]
         description="Migration parity: counts per status, v1 conversations not migrated, "
         "failed migrations and parity problems (null when anonymous)."
     )
     async def migration_report(self, info: Info) -> MigrationReport | None:
         return await migrations.report(info)
 
-    @strawberry.field(description="Event counts, tokens and cost, grouped as asked.")
+    @strawberry.field(description="Event counts, tokens and cost, grouped as asked.")  # type: ignore[untyped-decorator]
     async def chat_event_stats(
         self,
         info: Info,
@@ -126,7 +130,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
         description="Copy a v1 conversation into v2 in one transaction; idempotent and safe "
         "under concurrent calls (a repeat returns the first result)."
     )
@@ -134,12 +138,16 @@ class Mutation:
         self, info: Info, input: MigrateConversationInput
     ) -> MigrateConversationPayload:
         row, already = await migrations.migrate(info, input.conversation_id, input.project_id)
-        return MigrateConversationPayload(migration=Migration.from_row(row), already_migrated=already)
+        return MigrateConversationPayload(
+            migration=Migration.from_row(row), already_migrated=already
+        )
 
-    @strawberry.mutation(
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
         description="Remove the v2 copy of a migrated conversation; v1 is left as it was."
     )
-    async def revert_migration(self, info: Info, input: RevertMigrationInput) -> RevertMigrationPayload:
+    async def revert_migration(
+        self, info: Info, input: RevertMigrationInput
+    ) -> RevertMigrationPayload:
         row = await migrations.revert(info, input.conversation_id)
         return RevertMigrationPayload(migration=Migration.from_row(row))
 

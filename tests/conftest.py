@@ -40,7 +40,9 @@ class Server:
             url = url.set(username=user, password=None)
         return url
 
-    async def connect(self, database: str = "postgres", user: str | None = None) -> asyncpg.Connection:
+    async def connect(
+        self, database: str = "postgres", user: str | None = None
+    ) -> asyncpg.Connection:
         url = self.database_url(database, user)
         return await asyncpg.connect(
             user=url.username,

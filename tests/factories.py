@@ -38,7 +38,9 @@ async def make_user(
     return user_id
 
 
-async def make_city(conn: asyncpg.Connection, name: str = "Lyon", insee: str = "69123") -> uuid.UUID:
+async def make_city(
+    conn: asyncpg.Connection, name: str = "Lyon", insee: str = "69123"
+) -> uuid.UUID:
     return await insert(conn, "cities", name=name, insee_code=insee)
 
 

@@ -665,7 +665,7 @@ async def test_a_cursor_at_the_end_gives_an_empty_page(
     client: httpx.AsyncClient, world: World
 ) -> None:
     # given the last row's cursor
-    seen, pages = await page_through(client, world.bob, first=13)
+    _seen, pages = await page_through(client, world.bob, first=13)
     last = pages[-1]["pageInfo"]["endCursor"]
 
     # when paging after it

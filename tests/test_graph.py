@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -510,7 +511,7 @@ async def test_reply_to_and_author(
     assert {m["__typename"] for m in messages} == {message_type}
     assert {m["source"] for m in messages} == {type_name[:2]}
     assert messages[0]["replyTo"] is None
-    for previous, message in zip(messages[:3], messages[1:4], strict=True):
+    for previous, message in pairwise(messages[:4]):
         assert message["replyTo"] == {"__typename": message_type, "id": previous["id"]}
     assert messages[4]["replyTo"] is None
     for m in messages:
@@ -880,7 +881,7 @@ async def projects(owner: asyncpg.Connection) -> tuple[uuid.UUID, dict[str, uuid
 async def test_projects_are_the_viewers_newest_first(
     client: httpx.AsyncClient, projects: tuple[uuid.UUID, dict[str, uuid.UUID]]
 ) -> None:
-    user, rows = projects
+    user, _rows = projects
 
     # when the user pages through their projects two at a time
     names: list[str] = []

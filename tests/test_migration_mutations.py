@@ -56,7 +56,11 @@ FROM chat_messages WHERE conversation_id = $1 ORDER BY created_at, id
 
 
 async def gql(
-    client: httpx.AsyncClient, query: str, user: uuid.UUID, role: str = "authenticated", **variables: Any
+    client: httpx.AsyncClient,
+    query: str,
+    user: uuid.UUID,
+    role: str = "authenticated",
+    **variables: Any,
 ) -> dict[str, Any]:
     response = await client.post(
         "/graphql", json={"query": query, "variables": variables}, headers=bearer(str(user), role)
@@ -126,10 +130,15 @@ async def test_migration_copies_field_by_field_and_leaves_v1_untouched(
     for o, n in zip(old, new, strict=True):
         assert (n["user_id"], n["role"], n["message"], n["conversation_turn"], n["created_at"]) == (
             o["user_id"], o["role"], o["message"], o["conversation_turn"], o["created_at"])
-        assert n["reply_to_message_id"] == (id_map[o["reply_to_message_id"]] if o["reply_to_message_id"] else None)
+        assert n["reply_to_message_id"] == (
+            id_map[o["reply_to_message_id"]] if o["reply_to_message_id"] else None
+        )
         import json
 
-        expected_meta = {**(json.loads(o["metadata"]) if o["metadata"] else {}), "migrated_from_v1": True}
+        expected_meta = {
+            **(json.loads(o["metadata"]) if o["metadata"] else {}),
+            "migrated_from_v1": True,
+        }
         assert json.loads(n["metadata"]) == expected_meta
         assert n["referenced_documents"] == ([o["document_id"]] if o["document_id"] else [])
     live = await owner.fetchrow(
@@ -246,11 +255,15 @@ async def test_rights_and_bad_input(owner: asyncpg.Connection, client: httpx.Asy
     done = await gql(client, MIGRATE, admin, id=gid, project=to_global_id("Project", alice_project))
     assert "errors" not in done, done
     assert done["data"]["migrateConversation"]["project"]["databaseId"] == str(alice_project)
-    owner_of_copy = await owner.fetchval("SELECT user_id FROM v2_conversations WHERE project_id = $1", alice_project)
+    owner_of_copy = await owner.fetchval(
+        "SELECT user_id FROM v2_conversations WHERE project_id = $1", alice_project
+    )
     assert owner_of_copy == alice
     # reverting keeps a project the migration did not create
     await gql(client, REVERT, alice, id=gid)
-    assert await owner.fetchval("SELECT count(*) FROM v2_projects WHERE id = $1", alice_project) == 1
+    assert (
+        await owner.fetchval("SELECT count(*) FROM v2_projects WHERE id = $1", alice_project) == 1
+    )
 
 
 async def test_service_role_may_migrate_any_conversation(
@@ -258,7 +271,9 @@ async def test_service_role_may_migrate_any_conversation(
 ) -> None:
     alice = await make_user(owner)
     v1 = await make_v1_conversation(owner, alice, messages=2)
-    body = await gql(client, MIGRATE, uuid.uuid4(), "service_role", id=to_global_id("V1Conversation", v1))
+    body = await gql(
+        client, MIGRATE, uuid.uuid4(), "service_role", id=to_global_id("V1Conversation", v1)
+    )
     assert "errors" not in body, body
     assert body["data"]["migrateConversation"]["conversation"]["messageCount"] == 2
 

@@ -25,7 +25,10 @@ CONTRACT = [
     "scalar DateTime",
     "scalar JSON",
     "scalar Decimal",
-    "conversations(filter: ConversationFilter = null, first: Int = 20, after: String = null): ConversationConnection!",
+    (
+        "conversations(filter: ConversationFilter = null, first: Int = 20, after: String = null)"
+        ": ConversationConnection!"
+    ),
     "node(id: ID!): Node",
     "nodes(ids: [ID!]!): [Node]!",
     "migrateConversation(input: MigrateConversationInput!): MigrateConversationPayload!",

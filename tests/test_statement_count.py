@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -225,6 +226,6 @@ async def test_reference_query_reaches_every_relation(
         assert len(messages) == n["messageCount"]
         assert messages[0]["replyTo"] is None
         chain = [m for m in messages if m["text"] != "annexe"]  # the stray ones reply to none
-        assert all(m["replyTo"]["id"] == p["id"] for p, m in zip(chain, chain[1:]))
+        assert all(m["replyTo"]["id"] == p["id"] for p, m in pairwise(chain))
         assert all(m["documents"] for m in messages if m["text"] == "annexe")
         assert all((m["author"] is None) == (m["role"] != "USER") for m in messages)

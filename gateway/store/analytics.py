@@ -72,7 +72,9 @@ async def page(db: Db, f: EventFilter, *, after: EventKeyset | None, limit: int)
 async def count(db: Db, f: EventFilter) -> int:
     where, params = _where(f)
     return int(
-        await db.scalar(text(f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"), params)
+        await db.scalar(
+            text(f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"), params
+        )
     )
 
 

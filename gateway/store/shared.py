@@ -46,7 +46,10 @@ async def by_ids(db: Db, table: str, ids: Sequence[UUID]) -> list[Row]:
     if table not in TABLES:
         raise ValueError(f"not a shared table: {table}")
     return list(
-        await db.rows(text(f"SELECT * FROM {table} WHERE id = ANY(CAST(:ids AS uuid[]))"), {"ids": list(ids)})
+        await db.rows(
+            text(f"SELECT * FROM {table} WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": list(ids)},
+        )
     )
 
 
@@ -123,7 +126,9 @@ async def documents_count(db: Db, *, city_id: UUID | None, zone_id: UUID | None)
     return int(await db.scalar(text(f"SELECT count(*) FROM documents {_where(where)}"), params))
 
 
-def _document_filter(city_id: UUID | None, zone_id: UUID | None) -> tuple[list[str], dict[str, object]]:
+def _document_filter(
+    city_id: UUID | None, zone_id: UUID | None
+) -> tuple[list[str], dict[str, object]]:
     where: list[str] = []
     params: dict[str, object] = {}
     if city_id is not None:
