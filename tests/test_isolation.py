@@ -18,12 +18,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import resolvers.projects
 from gateway.app import create_app
-from gateway.db import StatementCounter, create_engine
+from gateway.context import Context
+from gateway.db import StatementCounter, Viewer, create_engine
 from gateway.settings import Settings
 from schema.ids import to_global_id
 from tests.conftest import Server, bearer
@@ -682,6 +683,64 @@ async def test_a_request_cancelled_mid_transaction_leaves_a_clean_pool(
     data = response.json()["data"]
     owners = {e["node"]["owner"]["databaseId"] for e in data["conversations"]["edges"]}
     assert owners == {str(world.b.user)}
+
+
+async def test_a_late_request_does_not_take_the_connection_from_a_waiting_one(
+    one_connection: AsyncEngine, settings: Settings
+) -> None:
+    """Turns at the pool are first come, first served: a request that arrives just as the
+    connection comes back (here: at the pool's checkin) waits behind the one already waiting.
+    SQLAlchemy's async pool alone hands it the connection, and under load the same requests
+    lost that race again and again (``gateway.context.ConnectionGate``)."""
+
+    def context() -> Context:
+        return Context(
+            settings=settings, engine=one_connection, viewer=Viewer.service(), request_id="fifo"
+        )
+
+    order: list[str] = []
+
+    async def request(name: str, ctx: Context) -> None:
+        await ctx.db()
+        order.append(name)
+        await ctx.finish(commit=True)
+
+    holder = context()
+    await holder.db()
+    waiting = asyncio.create_task(request("waiting", context()))
+    await asyncio.sleep(0.05)
+    assert order == [], "the one connection is taken: the request waits"
+    late: list[asyncio.Task[None]] = []
+
+    def arrive(*_: Any) -> None:
+        if not late:
+            late.append(asyncio.get_running_loop().create_task(request("late", context())))
+
+    pool = one_connection.sync_engine.pool
+    event.listen(pool, "checkin", arrive)
+    try:
+        await holder.finish(commit=True)
+        await asyncio.wait_for(asyncio.gather(waiting, *late), 10)
+    finally:
+        event.remove(pool, "checkin", arrive)
+    assert late, "no request arrived at the checkin"
+    assert order == ["waiting", "late"]
+
+
+async def test_a_request_that_fails_to_open_its_transaction_gives_its_turn_back(
+    one_connection: AsyncEngine, settings: Settings
+) -> None:
+    for _ in range(3):  # one connection: a turn kept would block the next request for good
+        broken = Context(
+            settings=settings, engine=one_connection, viewer=Viewer(role="nobody"), request_id="x"
+        )
+        with pytest.raises(ValueError, match="unknown role"):
+            await broken.db()
+        await broken.finish(commit=False)
+    ctx = Context(settings=settings, engine=one_connection, viewer=Viewer.service(), request_id="y")
+    db = await asyncio.wait_for(ctx.db(), 5)
+    assert await db.scalar(text("SELECT current_user")) == "service_role"
+    await ctx.finish(commit=True)
 
 
 def free_port() -> int:
