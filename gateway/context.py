@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
@@ -29,8 +30,9 @@ class ConnectionGate:
     1.7 times its median. A semaphore of the pool's size, whose waiters are served in order, hands
     out the turns instead; the pool then never has a waiter."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, timeout: float) -> None:
         self.size = size
+        self.timeout = timeout
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._by_loop = weakref.WeakKeyDictionary()
 
@@ -40,6 +42,19 @@ class ConnectionGate:
         if semaphore is None:
             semaphore = self._by_loop[loop] = asyncio.Semaphore(self.size)
         return semaphore
+
+    async def turn(self) -> Callable[[], None]:
+        """Wait for a turn (as long as the pool would have, then its error); returns what
+        gives it back."""
+        semaphore = self.semaphore()
+        try:
+            await asyncio.wait_for(semaphore.acquire(), self.timeout)
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no database connection free within {self.timeout:g}s "
+                f"(pool of {self.size})"
+            ) from None
+        return semaphore.release
 
 
 UNLIMITED = 2**31
@@ -52,10 +67,10 @@ def gate_of(engine: AsyncEngine) -> ConnectionGate:
     if gate is None:
         pool = engine.sync_engine.pool
         if isinstance(pool, QueuePool):
-            size = pool.size() + max(0, pool._max_overflow)
+            size, timeout = pool.size() + max(0, pool._max_overflow), pool.timeout()
         else:  # a pool without a limit (NullPool): nothing to take turns at
-            size = UNLIMITED
-        gate = _gates[engine] = ConnectionGate(max(1, size))
+            size, timeout = UNLIMITED, float(UNLIMITED)
+        gate = _gates[engine] = ConnectionGate(max(1, size), timeout)
     return gate
 
 
@@ -87,21 +102,20 @@ class Context:
                 # response is decided they must not open a second transaction.
                 raise RuntimeError("the request's transaction is finished")
             if self._db is None:
-                turn = gate_of(self.engine).semaphore()
-                await turn.acquire()
+                release = await gate_of(self.engine).turn()
                 try:
                     conn = await self.engine.connect()
                 except BaseException:
-                    turn.release()
+                    release()
                     raise
                 try:
                     await conn.begin()
                     db = Db(conn)
                     await become(db, self.viewer, self.settings)
                 except BaseException:
-                    await _close_connection(conn, turn.release)
+                    await _close_connection(conn, release)
                     raise
-                self._conn, self._db, self._release = conn, db, turn.release
+                self._conn, self._db, self._release = conn, db, release
         return self._db
 
     @property

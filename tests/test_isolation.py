@@ -19,11 +19,12 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import resolvers.projects
 from gateway.app import create_app
-from gateway.context import Context
+from gateway.context import ConnectionGate, Context
 from gateway.db import StatementCounter, Viewer, create_engine
 from gateway.settings import Settings
 from schema.ids import to_global_id
@@ -741,6 +742,17 @@ async def test_a_request_that_fails_to_open_its_transaction_gives_its_turn_back(
     db = await asyncio.wait_for(ctx.db(), 5)
     assert await db.scalar(text("SELECT current_user")) == "service_role"
     await ctx.finish(commit=True)
+
+
+async def test_a_turn_not_given_within_the_pool_timeout_is_the_pool_error() -> None:
+    gate = ConnectionGate(1, timeout=0.1)
+    release = await gate.turn()
+    with pytest.raises(PoolTimeoutError, match=r"no database connection free within 0\.1s"):
+        await gate.turn()
+    release()
+    # the waiter that gave up holds nothing: the next turn is immediate
+    again = await asyncio.wait_for(gate.turn(), 1)
+    again()
 
 
 def free_port() -> int:
