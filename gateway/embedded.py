@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -18,10 +17,6 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 DATABASE = "mwplu"
-# Index and heap pages cost about the same to reach on SSD storage (Supabase's and RDS's
-# setting too). At the default 4, tiny lookup tables (cities, zones, profiles) are read whole
-# for every row looked up in them, which made a nested response ~7 % slower.
-RANDOM_PAGE_COST = "1.1"
 
 
 class EmbeddedError(RuntimeError):
@@ -82,24 +77,9 @@ class EmbeddedPostgres:
         )
 
     def _ensure_database(self) -> None:
-        """The gateway's database, and the server configured for SSD storage (one psql run
-        when both are already there)."""
-        out = self._server.psql(
-            "SELECT 'state:' || current_setting('random_page_cost') || ':' || "
-            f"(SELECT count(*) FROM pg_database WHERE datname = '{DATABASE}');"
-        )
-        match = re.search(r"state:([0-9.]+):([0-9]+)", out)
-        if match is None:
-            raise EmbeddedError(f"embedded PostgreSQL in {self.pgdata} answered: {out!r}")
-        commands = []
-        if match.group(1) != RANDOM_PAGE_COST:
-            commands.append(
-                f"ALTER SYSTEM SET random_page_cost = {RANDOM_PAGE_COST}; SELECT pg_reload_conf();"
-            )
-        if match.group(2) == "0":
-            commands.append(f"CREATE DATABASE {DATABASE};")
-        if commands:
-            self._server.psql("\n".join(commands))
+        out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+        if "(1 row)" not in out:
+            self._server.psql(f"CREATE DATABASE {DATABASE};")
 
 
 def check_writable(path: Path) -> None:
