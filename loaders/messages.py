@@ -12,15 +12,15 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Row, messages
-from gateway.store.messages import MessageKeyset
+from gateway.store.keyset import Keyset
 from loaders.base import grouped
 
-PageKey = tuple[str, UUID, int, MessageKeyset | None]
+PageKey = tuple[str, UUID, int, Keyset | None]
 
 
 async def MessagesByConversation(db: Db, keys: Sequence[PageKey]) -> list[list[Row]]:
     results: dict[PageKey, list[Row]] = {}
-    shapes: dict[tuple[str, int, MessageKeyset | None], list[UUID]] = {}
+    shapes: dict[tuple[str, int, Keyset | None], list[UUID]] = {}
     for source, conversation_id, limit, after in keys:
         shapes.setdefault((source, limit, after), []).append(conversation_id)
     for (source, limit, after), ids in shapes.items():

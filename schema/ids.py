@@ -10,6 +10,7 @@ from uuid import UUID
 import orjson
 
 from gateway.errors import BadUserInput
+from gateway.store.keyset import Keyset
 
 NODE_TYPES = frozenset(
     {
@@ -107,7 +108,7 @@ def cursor_uuid(raw: str | None) -> UUID:
         raise BadUserInput("invalid cursor") from None
 
 
-def time_keyset(kind: str, after: str | None) -> tuple[datetime | None, UUID] | None:
+def time_keyset(kind: str, after: str | None) -> Keyset | None:
     """The ``(instant, id)`` position of an ``after`` cursor of ``kind`` (None: from the start)."""
     if after is None:
         return None

@@ -11,9 +11,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
-from gateway.store.keyset import newest_first_after
-
-EventKeyset = tuple[datetime | None, UUID]
+from gateway.store.keyset import Keyset, newest_first_after
 
 # groupBy value -> (SQL expression, output column)
 GROUPS = {
@@ -55,7 +53,7 @@ def _clause(where: list[str]) -> str:
     return f"WHERE {' AND '.join(where)}" if where else ""
 
 
-async def page(db: Db, f: EventFilter, *, after: EventKeyset | None, limit: int) -> list[Row]:
+async def page(db: Db, f: EventFilter, *, after: Keyset | None, limit: int) -> list[Row]:
     """Events newest first (``created_at`` desc, then id desc)."""
     where, params = _where(f)
     if after is not None:

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
-from gateway.store.keyset import oldest_first_after
+from gateway.store.keyset import Keyset, oldest_first_after
 
 TABLES = {"v1": "chat_messages", "v2": "v2_messages"}
-
-MessageKeyset = tuple[datetime | None, UUID]
-
 
 def _table(source: str) -> str:
     return TABLES[source]
 
 
-def after_predicate(after: MessageKeyset | None, alias: str) -> tuple[str, dict[str, object]]:
+def after_predicate(after: Keyset | None, alias: str) -> tuple[str, dict[str, object]]:
     """The messages strictly after ``after`` in ``created_at, id`` order ("" for all); the
     messages without ``created_at`` come last."""
     if after is None:
@@ -34,7 +30,7 @@ async def first_by_conversation(
     source: str,
     conversation_ids: Sequence[UUID],
     *,
-    after: MessageKeyset | None,
+    after: Keyset | None,
     limit: int,
 ) -> list[Row]:
     """The first ``limit`` messages (after ``after``) of each conversation, in one statement.

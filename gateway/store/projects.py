@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
-from gateway.store.keyset import newest_first_after
+from gateway.store.keyset import Keyset, newest_first_after
 from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
-
-ProjectKeyset = tuple[datetime | None, UUID]
 
 
 def _filter(status: str | None, starred: bool | None) -> tuple[list[str], dict[str, object]]:
@@ -33,7 +30,7 @@ async def page(
     *,
     status: str | None,
     starred: bool | None,
-    after: ProjectKeyset | None,
+    after: Keyset | None,
     limit: int,
 ) -> list[Row]:
     """Visible projects, newest first (``created_at`` desc, then id desc)."""
