@@ -31,6 +31,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -63,6 +64,9 @@ from resolvers.conversations import to_store_filter
 from schema.common import page_size
 from schema.ids import from_global_id, time_keyset
 from schema.inputs import ConversationFilter
+from schema.message import MessageRole
+from schema.migration import MigrationStatus
+from schema.project import ProjectStatus
 
 # ``json_build_object`` takes at most 100 arguments.
 MAX_KEYS = 50
@@ -149,9 +153,10 @@ def cursor(kind: str, at_expr: str, id_expr: str) -> str:
     )
 
 
-def enum_name(expr: str, values: tuple[str, ...]) -> str:
-    """The enum name of a stored value; NULL for a value outside the enum."""
-    cases = " ".join(f"WHEN '{v}' THEN '{v.upper()}'" for v in values)
+def enum_name(expr: str, enum: type[Enum]) -> str:
+    """The GraphQL name of a stored value of ``enum`` (the member's name, as strawberry
+    serialises it); NULL for a value outside the enum."""
+    cases = " ".join(f"WHEN '{m.value}' THEN '{m.name}'" for m in enum)
     return f"(CASE {expr} {cases} END)"
 
 
@@ -161,10 +166,6 @@ def literal(value: str) -> str:
 
 PLAIN, TIME, DECIMAL, FLOAT, REQUIRED = "plain", "time", "decimal", "float", "required"
 
-ROLES = ("user", "assistant", "system")
-PROJECT_STATUSES = ("draft", "active", "completed", "archived")
-MIGRATION_STATUSES = ("pending", "completed", "failed", "reverted")
-
 _CONVERSATION = {
     "title": ("{a}.title", PLAIN),
     "isActive": ("{a}.is_active", PLAIN),
@@ -173,7 +174,7 @@ _CONVERSATION = {
     "messageCount": ("coalesce({a}.message_count, 0)", PLAIN),
 }
 _MESSAGE = {
-    "role": (enum_name("{a}.role", ROLES), REQUIRED),
+    "role": (enum_name("{a}.role", MessageRole), REQUIRED),
     "text": ("{a}.message", REQUIRED),
     "conversationTurn": ("{a}.conversation_turn", PLAIN),
     "createdAt": ("{a}.created_at", TIME),
@@ -226,7 +227,7 @@ SCALARS: dict[str, dict[str, tuple[str, str]]] = {
         "icon": ("{a}.icon", PLAIN),
         "starred": ("coalesce({a}.starred, false)", PLAIN),
         "position": ("{a}.position", PLAIN),
-        "status": (enum_name("coalesce({a}.status, 'draft')", PROJECT_STATUSES), REQUIRED),
+        "status": (enum_name("coalesce({a}.status, 'draft')", ProjectStatus), REQUIRED),
         "pluAlertEnabled": ("coalesce({a}.plu_alert_enabled, false)", PLAIN),
         "pluLastCheckAt": ("{a}.plu_last_check_at", TIME),
         "pluCheckFrequency": ("{a}.plu_check_frequency", PLAIN),
@@ -236,7 +237,7 @@ SCALARS: dict[str, dict[str, tuple[str, str]]] = {
         "metadata": ("{a}.metadata", PLAIN),
     },
     "Migration": {
-        "status": (enum_name("{a}.migration_status", MIGRATION_STATUSES), REQUIRED),
+        "status": (enum_name("{a}.migration_status", MigrationStatus), REQUIRED),
         "migratedAt": ("{a}.migrated_at", TIME),
         "revertedAt": ("{a}.reverted_at", TIME),
         "errorMessage": ("{a}.error_message", PLAIN),
