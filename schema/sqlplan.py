@@ -88,6 +88,10 @@ class Unsupported(Exception):
     """A selection or an argument this module does not plan; the resolver path takes it."""
 
 
+class _NeedsRow(Exception):
+    """A field that needs more of a row than its id (``Planner.node_fields(id_only=True)``)."""
+
+
 Out = str  # an SQL expression of the JSON value of a field
 
 
@@ -287,6 +291,9 @@ class Planner:
         self.anonymous = viewer_is_anonymous
         self.params: dict[str, object] = {}
         self.aliases = 0
+        # Row alias of each connection page -> whether a field reads the ids of its rows
+        # (``page_ids``, an array over the page).
+        self.pages: dict[str, bool] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -350,20 +357,25 @@ class Planner:
         return f"json_build_object({', '.join(pairs)})"
 
     def node_fields(
-        self, type_: GraphQLObjectType, a: str, details: FieldDetailsList
+        self, type_: GraphQLObjectType, a: str, details: FieldDetailsList, *, id_only: bool = False
     ) -> Out:
-        """The selection on a row ``a`` of the object type ``type_``."""
+        """The selection on a row ``a`` of the object type ``type_``. With ``id_only``, ``a``
+        is the SQL of a row's id and nothing else of the row is known (``_NeedsRow`` for a
+        field that needs more)."""
         name = type_.name
         scalars = SCALARS[name]
         relation = getattr(self, f"_{name}", None)
+        row_id = a if id_only else f"{a}.id"
 
         def field(field_name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
             if field_name == "id":
-                return global_id(name, f"{a}.id")
+                return global_id(name, row_id)
             if field_name == "databaseId":
-                return f"{a}.id"
+                return row_id
             if field_name == "source":
                 return literal(name[:2])
+            if id_only:
+                raise _NeedsRow(field_name)
             spec = scalars.get(field_name)
             if spec is not None:
                 expr, how = spec
@@ -464,6 +476,7 @@ class Planner:
         edges, pageInfo and totalCount as ``schema.common.build_connection`` makes them.
         ``GROUP BY ()``: one row whatever is selected (a lone totalCount aggregates nothing)."""
         x = self.alias()
+        self.pages[x] = False
         limit_param = self.param(limit)
 
         def field(name: str, fd: FieldDetailsList, sub_def: GraphQLField) -> Out:
@@ -496,9 +509,10 @@ class Planner:
             raise Unsupported(name)
 
         built = self.object(self.field_object(field_def), details, field)
+        page_ids = ", array_agg(r.id) OVER () AS page_ids" if self.pages[x] else ""
         return (
             f"(SELECT {built} FROM (SELECT r.*, row_number() OVER (ORDER BY {order}) AS rn, "
-            f"count(*) OVER () AS n FROM ({rows_sql}) r) {x} GROUP BY ())"
+            f"count(*) OVER () AS n{page_ids} FROM ({rows_sql}) r) {x} GROUP BY ())"
         )
 
     def branches(
@@ -668,8 +682,25 @@ class Planner:
             profile = self.by_id("Profile", f"{a}.user_id", fd, field_def)
             return f"(CASE WHEN {a}.role = 'user' THEN {profile} END)"
         if name == "replyTo":
-            return self.by_id(f"{source.upper()}Message", f"{a}.reply_to_message_id", fd, field_def)
+            return self.reply_to(f"{source.upper()}Message", a, fd, field_def)
         raise Unsupported(name)
+
+    def reply_to(
+        self, type_name: str, a: str, fd: FieldDetailsList, field_def: GraphQLField
+    ) -> Out:
+        """The message a message ``a`` replies to. Replies usually answer a message of the same
+        page, which the viewer sees: when only the target's id is selected, such a target
+        needs no lookup (~450 of them in R2, an eighth of its time in Postgres)."""
+        key = f"{a}.reply_to_message_id"
+        lookup = self.by_id(type_name, key, fd, field_def)
+        if a not in self.pages:
+            return lookup
+        try:
+            known = self.node_fields(self.object_type(type_name), key, fd, id_only=True)
+        except _NeedsRow:
+            return lookup
+        self.pages[a] = True
+        return f"(CASE WHEN {key} = ANY({a}.page_ids) THEN {known} ELSE {lookup} END)"
 
     def _V1Message(self, a: str, name: str, fd: FieldDetailsList, field_def: GraphQLField) -> Out:
         if name == "documents":

@@ -345,6 +345,78 @@ async def test_message_cursors_reach_the_messages_without_an_instant(
     assert walked_past_null, "no conversation with a message without created_at after others"
 
 
+REPLIES = """
+query Replies($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Conversation {
+  messages(first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id replyTo { __typename id databaseId source } } }
+  }
+} } }
+"""
+
+
+@pytest.mark.parametrize("viewer", ["admin", "user"])
+@pytest.mark.parametrize("first", [1, 2, 10])
+async def test_reply_targets_in_and_out_of_the_page_equal_the_resolver_path(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    owner: asyncpg.Connection,
+    data: dict[str, uuid.UUID],
+    viewer: str,
+    first: int,
+) -> None:
+    """A reply whose target is in the page is answered without a lookup (only the target's
+    id is selected); one whose target is on another page, or in a conversation the viewer
+    cannot see, is looked up. Both answer as the resolvers do."""
+    elsewhere = await make_v1_conversation(owner, data["other"], messages=1)
+    hidden = await owner.fetchval(
+        "SELECT id FROM chat_messages WHERE conversation_id = $1", elsewhere
+    )
+    conversation = await make_v1_conversation(owner, data["user"], messages=0)
+    targets: list[uuid.UUID | None] = [None, 0, hidden, 0, 2]  # an index: an earlier message
+    ids: list[uuid.UUID] = []
+    for i, target in enumerate(targets):
+        ids.append(
+            await insert(
+                owner,
+                "chat_messages",
+                conversation_id=conversation,
+                user_id=data["user"],
+                role="user",
+                message=f"reply {i}",
+                reply_to_message_id=ids[target] if isinstance(target, int) else target,
+                created_at=at(i),
+            )
+        )
+    user = data["admin"] if viewer == "admin" else data["user"]
+    replies: list[dict[str, Any] | None] = []
+    after = None
+    while True:
+        variables = {"id": gid("V1Conversation", conversation), "first": first, "after": after}
+        planned, expected, reads = await both(
+            plans, resolvers, statements, REPLIES, variables, user=user
+        )
+        same(planned, expected)
+        assert reads == 1
+        assert any("page_ids" in st for st in statements.statements), "no in-page shortcut"
+        page = planned["data"]["node"]["messages"]
+        replies += [edge["node"]["replyTo"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    ids_of = [None if r is None else r["databaseId"] for r in replies]
+    seen_hidden = str(hidden) if viewer == "admin" else None
+    assert ids_of == [None, str(ids[0]), seen_hidden, str(ids[0]), str(ids[2])]
+    assert replies[1] == {
+        "__typename": "V1Message",
+        "id": gid("V1Message", ids[0]),
+        "databaseId": str(ids[0]),
+        "source": "V1",
+    }
+
+
+
 @pytest.mark.parametrize(
     ("query", "variables"),
     [
