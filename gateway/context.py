@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from gateway.db import Db, Viewer, become
+from gateway.db import Db, Viewer, end_transaction, open_transaction
 from gateway.settings import Settings
 from gateway.store import shared
 from loaders import Loaders, build_loaders
@@ -80,7 +80,7 @@ class Context:
     engine: AsyncEngine
     viewer: Viewer
     request_id: str
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
     _conn: AsyncConnection | None = field(default=None, init=False)
     _db: Db | None = field(default=None, init=False)
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -89,8 +89,13 @@ class Context:
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = build_loaders(self.db)
+    @property
+    def loaders(self) -> Loaders:
+        """The request's loaders, built on first use: a request answered by an SQL plan (or
+        refused before execution) needs none, and building them cost ~65 µs."""
+        if self._loaders is None:
+            self._loaders = build_loaders(self.db)
+        return self._loaders
 
     async def db(self) -> Db:
         """The request's transaction, opened (as the viewer) on first use."""
@@ -104,18 +109,11 @@ class Context:
             if self._db is None:
                 release = await gate_of(self.engine).turn()
                 try:
-                    conn = await self.engine.connect()
+                    conn = await open_transaction(self.engine, self.viewer, self.settings)
                 except BaseException:
                     release()
                     raise
-                try:
-                    await conn.begin()
-                    db = Db(conn)
-                    await become(db, self.viewer, self.settings)
-                except BaseException:
-                    await _close_connection(conn, release)
-                    raise
-                self._conn, self._db, self._release = conn, db, release
+                self._conn, self._db, self._release = conn, Db(conn), release
         return self._db
 
     @property
@@ -157,18 +155,6 @@ async def _close(
     # runs one statement at a time, and the Db lock serialises them.
     await db.hold()
     try:
-        if conn.in_transaction():
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
+        await end_transaction(conn, commit=commit)
     finally:
-        await _close_connection(conn, release)
-
-
-async def _close_connection(conn: AsyncConnection, release: Callable[[], None]) -> None:
-    """Return ``conn`` to the pool, then its turn to the gate (whatever happens)."""
-    try:
-        await conn.close()
-    finally:
-        release()
+        release()  # the connection is back in the pool (or discarded): its turn is free

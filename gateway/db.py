@@ -1,28 +1,34 @@
 """Database access: engines, the per-request viewer transaction, and a statement counter.
 
-The request boundary owns the transaction: ``viewer_transaction`` opens it, switches to the
-viewer's role with their claims set *locally* (as PostgREST does), and commits or rolls back.
-Store functions take the resulting ``Db`` and never commit.
+The request boundary owns the transaction: ``open_transaction`` begins it and switches to the
+viewer's role with their claims set *locally* (as PostgREST does) in one round trip, and
+``end_transaction`` commits or rolls back. Store functions take the resulting ``Db`` and never
+commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Result, make_url
+from sqlalchemy.engine import URL, Engine, Result, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
 
 from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SETUP_MARKER = "set_config('role'"
 ROLES = ("anon", "authenticated", "service_role")
@@ -64,13 +70,20 @@ def create_engine(
         async_url(url),
         pool_size=pool_size or settings.pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        # No ping before each checkout (it cost three round trips: BEGIN, ";", ROLLBACK):
+        # ``open_transaction`` replaces a connection the server dropped instead.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args,
         # jsonb columns (metadata, search_context, …) are decoded on every row.
         json_deserializer=orjson.loads,
         json_serializer=lambda value: orjson.dumps(value).decode(),
     )
+
+
+# Listeners of the statements sent on the driver's connection, past SQLAlchemy's events.
+_driver_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]
+_driver_listeners = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -85,12 +98,17 @@ class StatementCounter:
 
     def attach(self, engine: AsyncEngine) -> StatementCounter:
         event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        _driver_listeners.setdefault(engine.sync_engine, []).append(self._on_driver)
         return self
 
     def detach(self, engine: AsyncEngine) -> None:
         event.remove(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        _driver_listeners.get(engine.sync_engine, []).remove(self._on_driver)
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self._on_driver(statement)
+
+    def _on_driver(self, statement: str) -> None:
         with self._lock:
             self.statements.append(statement)
 
@@ -196,12 +214,116 @@ async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
     )
 
 
+def literal(value: str) -> str:
+    """``value`` as an escape-string literal, which reads the same whatever
+    ``standard_conforming_strings`` is."""
+    if "\x00" in value:
+        raise ValueError("a text literal cannot hold NUL")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def begin_as(viewer: Viewer, settings: Settings) -> str:
+    """BEGIN and ``become``'s settings as one simple query (one round trip; only a
+    single-statement query can take bind parameters, so the values are literals)."""
+    if viewer.role not in ROLES:
+        raise ValueError(f"unknown role {viewer.role!r}")
+    return (
+        f"BEGIN; SELECT set_config('role', {literal(viewer.role)}, true), "
+        f"set_config('request.jwt.claims', {literal(json.dumps(dict(viewer.claims)))}, true), "
+        f"set_config('statement_timeout', '{statement_timeout_ms(settings, viewer.role)}', true)"
+    )
+
+
+def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``."""
+    return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+
+
+def _attempts(engine: AsyncEngine) -> int:
+    """Every pooled connection may have been dropped at once (a server restart)."""
+    pool = engine.sync_engine.pool
+    return pool.size() + max(0, pool._max_overflow) + 1 if isinstance(pool, QueuePool) else 2
+
+
+async def open_transaction(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings
+) -> AsyncConnection:
+    """A pooled connection with a transaction open as ``viewer``.
+
+    Statements go through SQLAlchemy as usual; the connection is in its AUTOCOMMIT mode, so
+    SQLAlchemy sends no BEGIN or COMMIT of its own, and ``end_transaction`` ends the
+    transaction. Three round trips per request (set-up, the statement, COMMIT) where
+    SQLAlchemy's own transaction and ping took seven.
+
+    Connections are not pinged before use: one the server dropped (a restart, an idle
+    timeout) fails the set-up, which nothing depends on yet, and is replaced."""
+    setup = begin_as(viewer, settings)
+    for attempt in range(_attempts(engine), 0, -1):
+        conn = await engine.connect()
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver = _driver(conn)
+            for listener in _driver_listeners.get(engine.sync_engine, ()):
+                listener(setup)
+            await driver.execute(setup)
+        except BaseException:
+            try:
+                dropped = _driver(conn).is_closed()
+            except Exception:
+                dropped = False
+            await _discard(conn)
+            if dropped and attempt > 1:
+                continue
+            raise
+        return conn
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
+    """COMMIT (or ROLLBACK) what ``open_transaction`` began and return the connection to the
+    pool. A COMMIT that fails, or that the server answers with ROLLBACK (the transaction had
+    failed), is an error: nothing is reported written that was not. A ROLLBACK that cannot be
+    sent (the connection broke, or a cancelled statement left it invalid) discards the
+    connection, and with it the transaction, without an error of its own: the request is
+    already failing for its own reason."""
+    if conn.invalidated:
+        await conn.close()
+        if commit:
+            raise RuntimeError("the transaction was not committed (its connection broke)")
+        return
+    try:
+        status = await _driver(conn).execute("COMMIT" if commit else "ROLLBACK")
+    except Exception:
+        await _discard(conn)
+        if commit:
+            raise
+        log.warning("rollback failed; the connection was discarded", exc_info=True)
+        return
+    except BaseException:
+        await _discard(conn)
+        raise
+    await conn.close()
+    if commit and status != "COMMIT":
+        raise RuntimeError(f"the transaction was not committed (the server answered {status})")
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close ``conn`` for good: its transaction's state is unknown."""
+    try:
+        await conn.invalidate()
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def viewer_transaction(
     engine: AsyncEngine, viewer: Viewer, settings: Settings
 ) -> AsyncIterator[Db]:
     """A transaction run as ``viewer``: committed on success, rolled back on any error."""
-    async with engine.connect() as conn, conn.begin():
-        db = Db(conn)
-        await become(db, viewer, settings)
-        yield db
+    conn = await open_transaction(engine, viewer, settings)
+    try:
+        yield Db(conn)
+    except BaseException:
+        await asyncio.shield(end_transaction(conn, commit=False))
+        raise
+    await end_transaction(conn, commit=True)

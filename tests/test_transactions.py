@@ -1,0 +1,135 @@
+"""The request transaction (``gateway.db.open_transaction`` / ``end_transaction``): begun with
+the viewer's settings in one round trip, ended by the gateway, and on a connection that is
+replaced when the server has dropped it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db import (
+    SETUP_MARKER,
+    Db,
+    StatementCounter,
+    Viewer,
+    end_transaction,
+    literal,
+    open_transaction,
+    viewer_transaction,
+)
+from gateway.settings import Settings
+
+TRICKY = [
+    "",
+    "it's",
+    "back\\slash",
+    "\\'; SELECT pg_sleep(10); --",
+    "E'nested' \\\\ ''",
+    "accents: é ñ 漢字 🙂",
+    '{"json": "with \\"quotes\\" and \\\\n"}',
+    "$$dollar$$",
+]
+
+
+@pytest.mark.parametrize("scs", ["on", "off"])
+async def test_literals_read_back_as_written(owner: asyncpg.Connection, scs: str) -> None:
+    await owner.execute(f"SET standard_conforming_strings = {scs}")
+    for value in TRICKY:
+        assert await owner.fetchval(f"SELECT {literal(value)}") == value
+    with pytest.raises(ValueError, match="NUL"):
+        literal("a\x00b")
+
+
+async def test_the_viewers_claims_reach_the_transaction_intact(
+    engine: AsyncEngine, settings: Settings, statements: StatementCounter
+) -> None:
+    claims = {"role": "authenticated", "sub": "00000000-0000-0000-0000-000000000001"}
+    claims.update({f"k{i}": value for i, value in enumerate(TRICKY)})
+    viewer = Viewer(role="authenticated", user_id=claims["sub"], claims=claims)
+    async with viewer_transaction(engine, viewer, settings) as db:
+        query = (
+            "SELECT current_user AS who, current_setting('request.jwt.claims') AS claims,"
+            " current_setting('statement_timeout') AS timeout"
+        )
+        row = (await db.rows(text(query)))[0]
+    assert row["who"] == "authenticated"
+    assert json.loads(row["claims"]) == claims
+    assert row["timeout"] != "0"
+    # one set-up statement, then the read; the settings were local to the transaction
+    assert [SETUP_MARKER in s for s in statements.statements] == [True, False]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT current_user"))).scalar() == "authenticator"
+
+
+async def test_an_unknown_role_is_refused_before_any_sql(
+    engine: AsyncEngine, settings: Settings, statements: StatementCounter
+) -> None:
+    with pytest.raises(ValueError, match="unknown role"):
+        await open_transaction(engine, Viewer(role="postgres"), settings)
+    assert statements.total == 0
+
+
+async def test_work_is_committed_or_rolled_back_as_asked(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
+) -> None:
+    await owner.execute("CREATE TABLE scratch (n int); GRANT ALL ON scratch TO service_role")
+    for n, commit in [(1, True), (2, False)]:
+        conn = await open_transaction(engine, Viewer.service(), settings)
+        await Db(conn).execute(text("INSERT INTO scratch VALUES (:n)"), {"n": n})
+        await end_transaction(conn, commit=commit)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with viewer_transaction(engine, Viewer.service(), settings) as db:
+            await db.execute(text("INSERT INTO scratch VALUES (3)"))
+            raise RuntimeError("boom")
+    assert [r["n"] for r in await owner.fetch("SELECT n FROM scratch")] == [1]
+
+
+async def test_a_failed_transaction_is_never_reported_committed(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
+) -> None:
+    await owner.execute("CREATE TABLE scratch (n int); GRANT ALL ON scratch TO service_role")
+    conn = await open_transaction(engine, Viewer.service(), settings)
+    db = Db(conn)
+    await db.execute(text("INSERT INTO scratch VALUES (1)"))
+    with pytest.raises(Exception, match="division by zero"):
+        await db.execute(text("SELECT 1 / 0"))
+    # COMMIT of an aborted transaction is answered ROLLBACK: an error, not a success
+    with pytest.raises(RuntimeError, match="not committed"):
+        await end_transaction(conn, commit=True)
+    assert await owner.fetchval("SELECT count(*) FROM scratch") == 0
+    async with viewer_transaction(engine, Viewer.service(), settings) as db:  # the pool is fine
+        assert await db.scalar(text("SELECT 1")) == 1
+
+
+async def test_connections_the_server_dropped_are_replaced(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
+) -> None:
+    # fill the pool (4 connections), then have the server drop every one of them
+    conns = [await open_transaction(engine, Viewer.service(), settings) for _ in range(4)]
+    pids = [await Db(c).scalar(text("SELECT pg_backend_pid()")) for c in conns]
+    for conn in conns:
+        await end_transaction(conn, commit=True)
+    terminated = await owner.fetchval(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(p) FROM unnest($1::int[]) p) t",
+        pids,
+    )
+    assert terminated == 4
+    for _ in range(50):  # until the server has closed them
+        if not await owner.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+        ):
+            break
+        await asyncio.sleep(0.05)
+    # every request still gets a working transaction, on a new connection
+    answered = await asyncio.gather(*(_backend_pid(engine, settings) for _ in range(4)))
+    assert not set(answered) & set(pids)
+
+
+async def _backend_pid(engine: AsyncEngine, settings: Settings) -> int:
+    async with viewer_transaction(engine, Viewer.service(), settings) as db:
+        return int(await db.scalar(text("SELECT pg_backend_pid()")))
