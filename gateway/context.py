@@ -10,12 +10,13 @@ import asyncio
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from gateway.db import Db, Viewer, end_transaction, open_transaction
+from gateway.db import Db, Viewer, end_transaction, open_transaction, pool_capacity
 from gateway.settings import Settings
 from gateway.store import shared
 from loaders import Loaders, build_loaders
@@ -65,11 +66,11 @@ def gate_of(engine: AsyncEngine) -> ConnectionGate:
     """The engine's gate, sized to its pool (pool_size + max_overflow)."""
     gate = _gates.get(engine)
     if gate is None:
-        pool = engine.sync_engine.pool
-        if isinstance(pool, QueuePool):
-            size, timeout = pool.size() + max(0, pool._max_overflow), pool.timeout()
-        else:  # a pool without a limit (NullPool): nothing to take turns at
+        capacity = pool_capacity(engine)
+        if capacity is None:  # a pool without a limit (NullPool): nothing to take turns at
             size, timeout = UNLIMITED, float(UNLIMITED)
+        else:
+            size, timeout = capacity, cast(QueuePool, engine.sync_engine.pool).timeout()
         gate = _gates[engine] = ConnectionGate(max(1, size), timeout)
     return gate
 

@@ -186,11 +186,14 @@ class Db:
         return result.scalar()
 
 
-SETUP = text(
-    "SELECT set_config('role', :role, true), "
-    "set_config('request.jwt.claims', :claims, true), "
-    "set_config('statement_timeout', :timeout, true)"
+# The viewer's settings, local to the transaction; ``{role}`` etc. are bind parameters in
+# ``become`` and literals in ``begin_as``.
+_SETUP = (
+    "SELECT set_config('role', {role}, true), "
+    "set_config('request.jwt.claims', {claims}, true), "
+    "set_config('statement_timeout', {timeout}, true)"
 )
+SETUP = text(_SETUP.format(role=":role", claims=":claims", timeout=":timeout"))
 
 
 def statement_timeout_ms(settings: Settings, role: str) -> int:
@@ -200,18 +203,20 @@ def statement_timeout_ms(settings: Settings, role: str) -> int:
     }.get(role, settings.statement_timeout_service_ms)
 
 
-async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
-    """Switch the open transaction to ``viewer``; every setting is local to the transaction."""
+def viewer_settings(viewer: Viewer, settings: Settings) -> dict[str, str]:
+    """The values of ``SETUP`` for ``viewer``."""
     if viewer.role not in ROLES:
         raise ValueError(f"unknown role {viewer.role!r}")
-    await db.execute(
-        SETUP,
-        {
-            "role": viewer.role,
-            "claims": json.dumps(dict(viewer.claims)),
-            "timeout": str(statement_timeout_ms(settings, viewer.role)),
-        },
-    )
+    return {
+        "role": viewer.role,
+        "claims": json.dumps(dict(viewer.claims)),
+        "timeout": str(statement_timeout_ms(settings, viewer.role)),
+    }
+
+
+async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
+    """Switch the open transaction to ``viewer``; every setting is local to the transaction."""
+    await db.execute(SETUP, viewer_settings(viewer, settings))
 
 
 def literal(value: str) -> str:
@@ -225,13 +230,8 @@ def literal(value: str) -> str:
 def begin_as(viewer: Viewer, settings: Settings) -> str:
     """BEGIN and ``become``'s settings as one simple query (one round trip; only a
     single-statement query can take bind parameters, so the values are literals)."""
-    if viewer.role not in ROLES:
-        raise ValueError(f"unknown role {viewer.role!r}")
-    return (
-        f"BEGIN; SELECT set_config('role', {literal(viewer.role)}, true), "
-        f"set_config('request.jwt.claims', {literal(json.dumps(dict(viewer.claims)))}, true), "
-        f"set_config('statement_timeout', '{statement_timeout_ms(settings, viewer.role)}', true)"
-    )
+    values = viewer_settings(viewer, settings)
+    return "BEGIN; " + _SETUP.format(**{name: literal(v) for name, v in values.items()})
 
 
 def _driver(conn: AsyncConnection) -> Any:
@@ -239,10 +239,17 @@ def _driver(conn: AsyncConnection) -> Any:
     return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
+def pool_capacity(engine: AsyncEngine) -> int | None:
+    """How many connections the engine's pool holds at most (None: no limit, as NullPool)."""
+    pool = engine.sync_engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(0, pool._max_overflow)
+    return None
+
+
 def _attempts(engine: AsyncEngine) -> int:
     """Every pooled connection may have been dropped at once (a server restart)."""
-    pool = engine.sync_engine.pool
-    return pool.size() + max(0, pool._max_overflow) + 1 if isinstance(pool, QueuePool) else 2
+    return (pool_capacity(engine) or 1) + 1
 
 
 async def open_transaction(
