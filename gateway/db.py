@@ -21,7 +21,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, Result, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
@@ -239,6 +239,24 @@ def _driver(conn: AsyncConnection) -> Any:
     return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
+async def _send(conn: AsyncConnection, sql: str) -> str:
+    """``sql`` as a simple query on the driver's connection; its errors are raised as
+    SQLAlchemy raises a statement's (a ``DBAPIError``, with ``connection_invalidated`` when the
+    connection broke), so that callers handle one kind of error whichever path sent it."""
+    driver = _driver(conn)
+    try:
+        return str(await driver.execute(sql))
+    except Exception as exc:
+        raise DBAPIError.instance(
+            sql,
+            None,
+            exc,
+            Exception,
+            connection_invalidated=driver.is_closed(),
+            dialect=conn.dialect,
+        ) from exc
+
+
 def pool_capacity(engine: AsyncEngine) -> int | None:
     """How many connections the engine's pool holds at most (None: no limit, as NullPool)."""
     pool = engine.sync_engine.pool
@@ -269,10 +287,9 @@ async def open_transaction(
         conn = await engine.connect()
         try:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            driver = _driver(conn)
             for listener in _driver_listeners.get(engine.sync_engine, ()):
                 listener(setup)
-            await driver.execute(setup)
+            await _send(conn, setup)
         except BaseException:
             try:
                 dropped = _driver(conn).is_closed()
@@ -299,7 +316,7 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
             raise RuntimeError("the transaction was not committed (its connection broke)")
         return
     try:
-        status = await _driver(conn).execute("COMMIT" if commit else "ROLLBACK")
+        status = await _send(conn, "COMMIT" if commit else "ROLLBACK")
     except Exception:
         await _discard(conn)
         if commit:

@@ -10,7 +10,8 @@ import json
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db import (
     SETUP_MARKER,
@@ -133,3 +134,26 @@ async def test_connections_the_server_dropped_are_replaced(
 async def _backend_pid(engine: AsyncEngine, settings: Settings) -> int:
     async with viewer_transaction(engine, Viewer.service(), settings) as db:
         return int(await db.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def test_a_connection_cut_at_commit_is_a_dbapi_error_like_any_statements(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
+) -> None:
+    """Callers (the bulk migration's retry, the CLI) handle SQLAlchemy's errors: a COMMIT
+    sent on the driver's connection must fail the same way a statement would."""
+    conn = await open_transaction(engine, Viewer.service(), settings)
+    pid = await Db(conn).scalar(text("SELECT pg_backend_pid()"))
+    assert await owner.fetchval("SELECT pg_terminate_backend($1)", pid)
+    with pytest.raises(DBAPIError) as raised:
+        for _ in range(50):  # until the driver sees the connection gone
+            await asyncio.sleep(0.05)
+            if _driver_closed(conn):
+                break
+        await end_transaction(conn, commit=True)
+    assert raised.value.connection_invalidated
+    async with viewer_transaction(engine, Viewer.service(), settings) as db:  # the pool is fine
+        assert await db.scalar(text("SELECT 1")) == 1
+
+
+def _driver_closed(conn: AsyncConnection) -> bool:
+    return bool(conn.sync_connection.connection.driver_connection.is_closed())  # type: ignore[union-attr]
