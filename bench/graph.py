@@ -119,6 +119,31 @@ FROM analytics.chat_events GROUP BY 1, 2 ORDER BY 1, 2
 
 R3_IDS = 500  # distinct node ids cycled through by R3
 
+# A connection nested under a list: projects, each with a page of conversations (and their
+# count), each with its first messages.
+R6 = """query R6 {
+  projects(first: 20) { edges { node {
+    name
+    conversations(first: 10) { totalCount edges { node {
+      title lastMessageAt
+      messages(first: 5) { edges { node { role text createdAt } } }
+    } } }
+  } } }
+}"""
+R6_POSTGRAPHILE = """query R6 {
+  allV2Projects(first: 20, orderBy: [CREATED_AT_DESC, PRIMARY_KEY_DESC]) { nodes {
+    name
+    v2ConversationsByProjectId(first: 10, orderBy: [LAST_MESSAGE_AT_DESC, PRIMARY_KEY_DESC]) {
+      totalCount nodes {
+        title lastMessageAt
+        v2MessagesByConversationId(first: 5, orderBy: [CREATED_AT_ASC, PRIMARY_KEY_ASC]) {
+          nodes { role message createdAt }
+        }
+      }
+    }
+  } }
+}"""
+
 
 def reference_query() -> str:
     """R2: the mixed v1/v2 reference query of the unified-graph issue (one source of truth)."""
@@ -195,6 +220,11 @@ def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
             f"chatEventStats(groupBy: [SOURCE, DAY]) over {scale.events:,} events",
             {"gateway": [Request("/graphql", graphql_body(R4))]},
         ),
+        Workload(
+            "R6",
+            "first 20 projects, each with 10 conversations (+ totalCount), each with 5 messages",
+            {"gateway": [Request("/graphql", graphql_body(R6))]},
+        ),
     ]
     if with_postgraphile:
         workloads[0].requests["postgraphile"] = [
@@ -203,6 +233,9 @@ def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
         workloads[2].requests["postgraphile"] = [
             Request("/graphql", graphql_body(R3_POSTGRAPHILE[t], {"id": str(i)}))
             for t, i in targets
+        ]
+        workloads[4].requests["postgraphile"] = [
+            Request("/graphql", graphql_body(R6_POSTGRAPHILE))
         ]
     return workloads
 
@@ -1321,14 +1354,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN ANALYZE of the gateway's statements for R1, R2, R4")
     parser.add_argument("--explain-dir", help="with --explain, also write the full plans here")
-    parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4"],
+    parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4", "R6"],
                         help="run only these workloads")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N requests in-process with pyinstrument at the end")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                         help="sample the live gateway worker with py-spy under wrk load")
     parser.add_argument("--profile-workloads", nargs="*", default=["R1"],
-                        choices=["R1", "R2", "R3", "R4"],
+                        choices=["R1", "R2", "R3", "R4", "R6"],
                         help="workloads to profile (default R1; R2 gets N/20 requests)")
     args = parser.parse_args(argv)
     if args.scale_conversations < 50:

@@ -325,14 +325,19 @@ async def check_serving_database(settings: Settings) -> None:
         await engine.dispose()
 
 
-def create_app(settings: Settings, engine: AsyncEngine | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    engine: AsyncEngine | None = None,
+    *,
+    schema: strawberry.Schema | None = None,
+) -> Starlette:
     """The ASGI app. Without ``engine`` one is created in the lifespan (and disposed).
 
     In production the lifespan refuses to start (``UnsafeDatabaseRole``) when the database
     role would bypass row-level security.
     """
     settings.check_serving()
-    schema = build_schema(settings)
+    schema = schema or build_schema(settings)
     # Log errors our way: bounded, with the request id (see ``log_errors``).
     schema.process_errors = log_errors  # type: ignore[method-assign]
 

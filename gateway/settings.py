@@ -75,8 +75,6 @@ class Settings:
     pgbouncer: bool = False
     graphiql: bool = True
     introspection: bool = True
-    # Answer the conversation graph's queries with one SQL statement (``schema.sqlplan``).
-    sql_plans: bool = True
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -128,7 +126,6 @@ class Settings:
             pgbouncer=_bool(env, "GATEWAY_PGBOUNCER", False),
             graphiql=_bool(env, "GATEWAY_GRAPHIQL", not production),
             introspection=_bool(env, "GATEWAY_INTROSPECTION", not production),
-            sql_plans=_bool(env, "GATEWAY_SQL_PLANS", True),
             limits=limits,
         )
         if data_dir:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from gateway.context import Context
 from gateway.db import Viewer, become
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gateway.store import migration as store
@@ -110,12 +111,13 @@ def _problem(problem: verify.Problem) -> MigrationProblem:
     )
 
 
-async def report(info: Info) -> MigrationReport | None:
+async def report(context: Context) -> MigrationReport | None:
     """Parity of the migrations the viewer can see (all of them for admins and the service
     role); null for anonymous viewers."""
-    if info.context.is_anonymous:
+    if context.is_anonymous:
         return None
-    result = await verify.verify(await info.context.db())
+    result = await verify.verify(await context.db())
+    problems = [_problem(p) for p in result.problems]
     return MigrationReport(
         statuses=[
             MigrationStatusCount(status=MigrationStatus(status), count=count)
@@ -124,5 +126,6 @@ async def report(info: Info) -> MigrationReport | None:
         ],
         not_migrated=result.not_migrated,
         failed=[_problem(p) for p in result.failed],
-        problems=[_problem(p) for p in result.problems],
+        problems=problems,
+        ok=not problems,
     )

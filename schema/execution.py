@@ -43,7 +43,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.cast import get_strawberry_type_cast
 from strawberry.types.field import StrawberryField
 
-from schema.sqlplan import compile_plan
+from schema.engine.compile import CompileError, Unsupported, compile_operation
+from schema.engine.run import Run
 
 # strawberry's own type resolution for interfaces (``from_interface``): it depends only on the
 # object's class unless the object was cast with ``strawberry.cast``.
@@ -213,43 +214,39 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         serially: bool,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        """A query the SQL planner knows is answered by one statement (``schema.sqlplan``);
-        anything else, or a plan whose non-null fields came back null, by the resolvers."""
-        context = self.context_value
-        plan = None
-        settings = getattr(context, "settings", None)
-        if not serially and self.fast and settings is not None and settings.sql_plans:
-            plan = compile_plan(
+        """A query runs through the read engine (``schema.engine``); a mutation, and what the
+        engine does not execute (introspection, ``@defer``), through graphql-core's executor."""
+        if serially:
+            return super().execute_root_grouped_field_set(
+                root_type, root_value, grouped_field_set, serially, position_context
+            )
+        try:
+            plan = compile_operation(
                 self.schema,
                 self.fragments,
                 self.variable_values,
                 self.operation,
                 root_type,
                 grouped_field_set,
-                context,
             )
-        if plan is None:
+        except Unsupported:
             return super().execute_root_grouped_field_set(
                 root_type, root_value, grouped_field_set, serially, position_context
             )
-
-        async def run_plan() -> Any:  # the data: SQL's JSON text (orjson.Fragment) or a dict
-            try:
-                data = await plan.run(context)
-            except Exception as error:
-                # As a failing root field on the resolver path: located at the first field.
-                key, details = next(iter(grouped_field_set.items()))
-                raise located_error(
-                    error, to_nodes(details), Path(None, key, root_type.name).as_list()
-                ) from None
-            if data is not None:
-                return data
-            result = super(FastExecutionContext, self).execute_root_grouped_field_set(
-                root_type, root_value, grouped_field_set, serially, position_context
+        except CompileError as refused:
+            # Refused before any SQL: no root field runs.
+            self.collected_errors.errors.append(
+                located_error(refused.error, list(refused.nodes), refused.path)
             )
-            return await result if self.is_awaitable(result) else result
+            return refused_data(root_type, grouped_field_set)  # type: ignore[return-value]
+        run = Run(plan, self.context_value)
 
-        return run_plan()
+        async def execute() -> Any:
+            data = await run.execute()
+            self.collected_errors.errors.extend(run.errors)
+            return data
+
+        return execute()
 
     def execute_fields(
         self,
@@ -403,3 +400,33 @@ def read_attribute(
             )
         return None
     return value
+
+
+def refused_data(root_type: GraphQLObjectType, fields: GroupedFieldSet) -> dict[str, Any] | None:
+    """The data of a request refused when compiled: every root field null (none ran), or no
+    data at all when one of them cannot be null."""
+    data: dict[str, Any] = {}
+    for key, details in fields.items():
+        field_def = root_type.fields.get(details[0].node.name.value)
+        if field_def is not None and is_non_null_type(field_def.type):
+            return None
+        data[key] = None
+    return data
+
+
+class ResolverExecutionContext(FastExecutionContext):
+    """Every operation through the resolvers (``build_schema(reference=True)``)."""
+
+    def execute_root_grouped_field_set(
+        self,
+        root_type: GraphQLObjectType,
+        root_value: Any,
+        grouped_field_set: GroupedFieldSet,
+        serially: bool,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        return self.execute_fields_serially(
+            root_type, root_value, None, grouped_field_set, position_context
+        ) if serially else self.execute_fields(
+            root_type, root_value, None, grouped_field_set, position_context
+        )

@@ -156,7 +156,6 @@ class MigrationReport:
         description="Parity problems of completed migrations (counts, order, role, text, "
         "timestamps, replies, document links, drift, orphans)."
     )
-
-    @strawberry.field(description="True when no completed migration has a parity problem.")  # type: ignore[untyped-decorator]
-    def ok(self) -> bool:
-        return not self.problems
+    ok: bool = strawberry.field(
+        description="True when no completed migration has a parity problem."
+    )

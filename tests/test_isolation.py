@@ -22,11 +22,11 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import resolvers.projects
 from gateway.app import create_app
 from gateway.context import ConnectionGate, Context
 from gateway.db import StatementCounter, Viewer, create_engine
 from gateway.settings import Settings
+from gateway.store import shared
 from schema.ids import to_global_id
 from tests.conftest import Server, bearer
 from tests.factories import (
@@ -649,11 +649,10 @@ def slow_viewer(monkeypatch: pytest.MonkeyPatch) -> str:
     """``Query.viewer`` becomes slow SQL inside the request's transaction."""
     marker = f"slow_{uuid.uuid4().hex[:8]}"
 
-    async def viewer(info: Any) -> None:
-        db = await info.context.db()
+    async def viewer_profile(db: Any, *_args: Any) -> None:
         await db.execute(text(f"SELECT pg_sleep(2) AS {marker}"))
 
-    monkeypatch.setattr(resolvers.projects, "viewer", viewer)
+    monkeypatch.setattr(shared, "viewer_profile", viewer_profile)
     return marker
 
 

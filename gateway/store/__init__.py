@@ -5,3 +5,5 @@ from collections.abc import Mapping
 from typing import Any
 
 Row = Mapping[str, Any]
+# A row straight from the driver (``Db.fetch``): reads by column name and by position.
+Record = Any

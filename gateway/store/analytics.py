@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Row
+from gateway.store import Record, Row
 from gateway.store.keyset import Keyset, newest_first_after
 
 # groupBy value -> (SQL expression, output column)
@@ -53,18 +53,20 @@ def _clause(where: list[str]) -> str:
     return f"WHERE {' AND '.join(where)}" if where else ""
 
 
-async def page(db: Db, f: EventFilter, *, after: Keyset | None, limit: int) -> list[Row]:
-    """Events newest first (``created_at`` desc, then id desc)."""
+async def page(
+    db: Db, f: EventFilter, *, after: Keyset | None, limit: int, columns: str = "t.*"
+) -> list[Record]:
+    """Events newest first (``created_at`` desc, then id desc); ``columns`` over ``t``."""
     where, params = _where(f)
     if after is not None:
         predicate, keyset_params = newest_first_after(after, "created_at", "id")
         where.append(predicate)
         params.update(keyset_params)
     sql = (
-        f"SELECT * FROM analytics.chat_events {_clause(where)} "
+        f"SELECT {columns} FROM analytics.chat_events t {_clause(where)} "
         "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
     )
-    return list(await db.rows(text(sql), {**params, "limit": limit}))
+    return await db.fetch(sql, {**params, "limit": limit})
 
 
 async def count(db: Db, f: EventFilter) -> int:

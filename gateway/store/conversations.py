@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Row
+from gateway.store import Record, Row
 from gateway.store.keyset import Keyset, newest_first_after
 from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
 
@@ -150,6 +150,35 @@ async def page(db: Db, f: ConversationFilter, *, after: Keyset | None, limit: in
         return []
     sql, params = built
     return list(await db.rows(text(sql), params))
+
+
+def listing_sql(
+    f: ConversationFilter, *, after: Keyset | None, limit: int
+) -> tuple[str, dict[str, object]] | None:
+    """The listing's keys (``source``, ``id``, ``last_message_at``) in ``ORDER``: the rows
+    themselves are read by id, with what the query selects of each store's type. None when
+    the filter excludes both stores."""
+    keyset, kparams = _keyset(after)
+    halves, params = _halves(f, keyset)
+    if not halves:
+        return None
+    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
+    parts = [
+        f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {tables[s]} c {where} "
+        f"{ORDER} LIMIT :limit)"
+        for s, where in halves
+    ]
+    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
+    return sql, {**params, **kparams, "limit": limit}
+
+
+async def listing(
+    db: Db, f: ConversationFilter, *, after: Keyset | None, limit: int
+) -> list[Record]:
+    built = listing_sql(f, after=after, limit=limit)
+    if built is None:
+        return []
+    return await db.fetch(*built)
 
 
 async def count(db: Db, f: ConversationFilter) -> int:

@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Row
+from gateway.store import Record, Row
 from gateway.store.keyset import Keyset, newest_first_after
 from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
 
@@ -32,8 +32,10 @@ async def page(
     starred: bool | None,
     after: Keyset | None,
     limit: int,
-) -> list[Row]:
-    """Visible projects, newest first (``created_at`` desc, then id desc)."""
+    columns: str = "t.*",
+) -> list[Record]:
+    """Visible projects, newest first (``created_at`` desc, then id desc); ``columns`` over
+    the alias ``t``."""
     where, params = _filter(status, starred)
     if after is not None:
         predicate, keyset_params = newest_first_after(after, "created_at", "id")
@@ -41,10 +43,10 @@ async def page(
         params.update(keyset_params)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     sql = (
-        f"SELECT * FROM v2_projects {clause} "
+        f"SELECT {columns} FROM v2_projects t {clause} "
         "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
     )
-    return list(await db.rows(text(sql), {**params, "limit": limit}))
+    return await db.fetch(sql, {**params, "limit": limit})
 
 
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:

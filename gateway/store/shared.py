@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Row
+from gateway.store import Record, Row
 
 TABLES = ("profiles", "cities", "zonings", "zones", "typologies", "documents")
 
@@ -74,15 +74,20 @@ async def zones_by_cities(db: Db, city_ids: Sequence[UUID]) -> list[Row]:
 
 
 async def cities_page(
-    db: Db, *, search: str | None, after: tuple[str, UUID] | None, limit: int
-) -> list[Row]:
-    """Cities ordered by name then id, keyset after ``(name, id)``."""
+    db: Db,
+    *,
+    search: str | None,
+    after: tuple[str, UUID] | None,
+    limit: int,
+    columns: str = "t.*",
+) -> list[Record]:
+    """Cities ordered by name then id, keyset after ``(name, id)``; ``columns`` over ``t``."""
     where, params = _city_filter(search)
     if after is not None:
         where.append("(name, id) > (:after_name, CAST(:after_id AS uuid))")
         params.update(after_name=after[0], after_id=after[1])
-    sql = f"SELECT * FROM cities {_where(where)} ORDER BY name, id LIMIT :limit"
-    return list(await db.rows(text(sql), {**params, "limit": limit}))
+    sql = f"SELECT {columns} FROM cities t {_where(where)} ORDER BY name, id LIMIT :limit"
+    return await db.fetch(sql, {**params, "limit": limit})
 
 
 async def cities_count(db: Db, *, search: str | None) -> int:
@@ -108,17 +113,19 @@ async def documents_page(
     zone_id: UUID | None,
     after: tuple[str, UUID] | None,
     limit: int,
-) -> list[Row]:
-    """Documents ordered by title then id (NULL titles last), keyset after ``(title, id)``."""
+    columns: str = "t.*",
+) -> list[Record]:
+    """Documents ordered by title then id (NULL titles first, as ''), keyset after
+    ``(title, id)``; ``columns`` over ``t``."""
     where, params = _document_filter(city_id, zone_id)
     if after is not None:
         where.append("(coalesce(title, ''), id) > (:after_title, CAST(:after_id AS uuid))")
         params.update(after_title=after[0], after_id=after[1])
     sql = (
-        f"SELECT * FROM documents {_where(where)} "
+        f"SELECT {columns} FROM documents t {_where(where)} "
         "ORDER BY coalesce(title, ''), id LIMIT :limit"
     )
-    return list(await db.rows(text(sql), {**params, "limit": limit}))
+    return await db.fetch(sql, {**params, "limit": limit})
 
 
 async def documents_count(db: Db, *, city_id: UUID | None, zone_id: UUID | None) -> int:
@@ -140,8 +147,8 @@ def _document_filter(
     return where, params
 
 
-async def viewer_profile(db: Db) -> Row | None:
-    rows = await db.rows(text("SELECT * FROM profiles WHERE id = auth.uid()"))
+async def viewer_profile(db: Db, columns: str = "t.*") -> Record | None:
+    rows = await db.fetch(f"SELECT {columns} FROM profiles t WHERE t.id = auth.uid()")
     return rows[0] if rows else None
 
 

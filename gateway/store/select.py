@@ -1,0 +1,68 @@
+"""The read engine's statements, built from the declarations of ``gateway.store.graph``.
+
+Each returns records whose first column is the row's id, then the requested column
+expressions in order (``columns``, SQL over the alias ``t``), so that one layout serves a row
+however it was reached: by id, in a page, or in a root listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from gateway.db import Db
+from gateway.store.graph import Entity, Page
+from gateway.store.keyset import Keyset
+
+
+def select_list(columns: Sequence[str]) -> str:
+    return ", ".join(("t.id", *columns))
+
+
+async def by_ids(db: Db, entity: Entity, columns: Sequence[str], ids: Sequence[UUID]) -> list[Any]:
+    """The visible rows of ``entity`` whose id is in ``ids`` (any order)."""
+    sql = (
+        f"SELECT {select_list(columns)} FROM {entity.table} t "
+        "WHERE t.id = ANY(CAST(:ids AS uuid[]))"
+    )
+    return await db.fetch(sql, {"ids": list(ids)})
+
+
+async def pages(
+    db: Db,
+    entity: Entity,
+    page: Page,
+    columns: Sequence[str],
+    parents: Sequence[UUID],
+    *,
+    after: Keyset | None,
+    limit: int,
+) -> list[Any]:
+    """The first ``limit`` rows (after ``after``) of each parent, in one statement; each
+    record ends with its parent's id."""
+    params: dict[str, object] = {"parents": list(parents), "limit": limit}
+    where = f"t.{page.parent} = k.parent_key"
+    if after is not None:
+        predicate, keyset_params = page.order.after(after, "t")
+        where += f" AND {predicate}"
+        params.update(keyset_params)
+    sql = f"""
+    SELECT x.*, k.parent_key FROM unnest(CAST(:parents AS uuid[])) AS k(parent_key)
+    CROSS JOIN LATERAL (
+      SELECT {select_list(columns)} FROM {entity.table} t WHERE {where}
+      ORDER BY {page.order.sql("t")} LIMIT :limit
+    ) x
+    """
+    return await db.fetch(sql, params)
+
+
+async def page_counts(
+    db: Db, entity: Entity, page: Page, parents: Sequence[UUID]
+) -> dict[UUID, int]:
+    """How many rows each parent has, whatever page is read."""
+    sql = (
+        f"SELECT t.{page.parent}, count(*)::int FROM {entity.table} t "
+        f"WHERE t.{page.parent} = ANY(CAST(:parents AS uuid[])) GROUP BY 1"
+    )
+    return {row[0]: row[1] for row in await db.fetch(sql, {"parents": list(parents)})}

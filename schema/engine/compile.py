@@ -1,0 +1,445 @@
+"""An operation compiled into plans (``schema.engine.plan``), once per document, operation and
+variable values.
+
+The selection of every field is resolved against the declarations of
+``gateway.store.graph``: a scalar becomes a column of its type's rows (rendered by its GraphQL
+type), a relation the column holding its key(s) and the plan of its target. Every argument at
+any depth is checked here (page sizes, cursors, ids, filters), so a request refused for its
+arguments sends no SQL at all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    get_named_type,
+    is_abstract_type,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_subfields,
+)
+from graphql.execution.values import get_argument_values
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import convert_arguments
+
+from gateway.errors import GatewayError
+from gateway.store.graph import ENTITIES, Page, Scalar, ToMany, ToOne
+from schema.common import page_size
+from schema.engine import roots
+from schema.engine.plan import (
+    CURSOR,
+    DBID,
+    EDGES,
+    END,
+    HAS_NEXT,
+    ID,
+    LEAF,
+    LITERAL,
+    MANY,
+    NODE,
+    ONE,
+    PAGE,
+    PAGE_INFO,
+    START,
+    TOTAL,
+    TYPENAME,
+    ConnectionPlan,
+    Convert,
+    FieldPlan,
+    ObjectPlan,
+    OperationPlan,
+    Part,
+    RootPlan,
+    ValueField,
+    ValuePlan,
+)
+from schema.ids import time_keyset
+
+
+class CompileError(Exception):
+    """An argument refused while compiling (``error``), at the field ``path`` (response keys)."""
+
+    def __init__(self, error: GatewayError, nodes: tuple[FieldNode, ...], path: list[str]):
+        super().__init__(str(error))
+        self.error = error
+        self.nodes = nodes
+        self.path = path
+
+
+class Unsupported(Exception):
+    """Something the engine does not execute (introspection, ``@defer``): graphql-core's
+    executor answers those."""
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat()
+
+
+_CONVERTERS: dict[str, Convert] = {
+    "DateTime": _iso,
+    "Date": _iso,
+    "Decimal": str,
+    "Float": float,
+    "UUID": str,
+}
+
+
+def converter(type_: GraphQLOutputType) -> Convert | None:
+    """How a stored value of a leaf of ``type_`` is written (None: as it is)."""
+    named = get_named_type(type_)
+    if isinstance(named, GraphQLEnumType):
+        names = {_stored(v.value): name for name, v in named.values.items()}
+        return names.get
+    return _CONVERTERS.get(named.name)
+
+
+def _stored(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _value_converter(type_: GraphQLOutputType) -> Convert | None:
+    """How a leaf of a Python value (``chatEventStats``' buckets, …) is written."""
+    named = get_named_type(type_)
+    if isinstance(named, GraphQLEnumType):
+        return _enum_name
+    return _CONVERTERS.get(named.name)
+
+
+def _enum_name(value: Any) -> Any:
+    return value.name if isinstance(value, Enum) else value
+
+
+class Compiler:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDetails],
+        variable_values: Any,
+        operation: OperationDefinitionNode,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variable_values = variable_values
+        self.operation = operation
+        self.columns: dict[str, list[str]] = {}
+        self.path: list[str] = []
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def column(self, type_name: str, sql: str) -> int:
+        """The position of ``sql`` in the rows of ``type_name`` (0 is the id)."""
+        columns = self.columns.setdefault(type_name, [])
+        if sql not in columns:
+            columns.append(sql)
+        return columns.index(sql) + 1
+
+    def object_type(self, name: str) -> GraphQLObjectType:
+        type_ = self.schema.type_map[name]
+        assert isinstance(type_, GraphQLObjectType)
+        return type_
+
+    def subfields(self, type_: GraphQLObjectType, details: FieldDetailsList) -> GroupedFieldSet:
+        collected = collect_subfields(
+            self.schema, self.fragments, self.variable_values, self.operation, type_, details
+        )
+        if collected.new_defer_usages or any(
+            d.defer_usage is not None or d.fragment_variable_values is not None
+            for ds in collected.grouped_field_set.values()
+            for d in ds
+        ):
+            raise Unsupported("@defer or fragment arguments")
+        return collected.grouped_field_set
+
+    def arguments(self, field_def: GraphQLField, details: FieldDetailsList) -> dict[str, Any]:
+        """The field's arguments as strawberry gives them to a resolver (input objects as
+        their classes, enums as members), by Python name."""
+        raw = get_argument_values(field_def, details[0].node, self.variable_values)
+        definition = field_def.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+        strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
+        return convert_arguments(
+            raw,
+            definition.arguments,
+            scalar_registry=strawberry_schema.schema_converter.scalar_registry,
+            config=strawberry_schema.config,
+        )
+
+    def checked(self, check: Callable[[], Any], details: FieldDetailsList) -> Any:
+        try:
+            return check()
+        except GatewayError as error:
+            nodes = tuple(d.node for d in details)
+            raise CompileError(error, nodes, list(self.path)) from None
+
+    def possible(self, field_def: GraphQLField, names: list[str]) -> list[str]:
+        """Of the object types ``names``, those the field's type admits."""
+        named = get_named_type(field_def.type)
+        if is_abstract_type(named):
+            admitted = {t.name for t in self.schema.get_possible_types(named)}
+            return [n for n in names if n in admitted]
+        return [n for n in names if n == named.name]
+
+    # -- object selections ---------------------------------------------------------------------
+
+    def object_plan(self, type_name: str, details: FieldDetailsList) -> ObjectPlan:
+        type_ = self.object_type(type_name)
+        entity = ENTITIES[type_name]
+        plan = ObjectPlan(type_name)
+        for key, field_details in self.subfields(type_, details).items():
+            name = field_details[0].node.name.value
+            self.path.append(key)
+            nodes = tuple(d.node for d in field_details)
+            if name == "__typename":
+                plan.fields.append(FieldPlan(key, name, TYPENAME, True, nodes, type_name,
+                                             literal=type_name))
+                self.path.pop()
+                continue
+            field_def = type_.fields[name]
+            non_null = isinstance(field_def.type, GraphQLNonNull)
+            f = FieldPlan(key, name, LEAF, non_null, nodes, type_name)
+            declared = entity.fields.get(name)
+            if name == "id":
+                f.kind = ID
+            elif name == "databaseId":
+                f.kind = DBID
+            elif name == "source" and entity.source is not None:
+                f.kind, f.literal = LITERAL, entity.source.upper()
+            elif isinstance(declared, Scalar):
+                f.column = self.column(type_name, declared.sql)
+                f.convert = converter(field_def.type)
+            elif isinstance(declared, ToOne):
+                self.to_one(f, type_name, declared, field_def, field_details)
+            elif isinstance(declared, ToMany):
+                f.kind = MANY
+                f.column = self.column(type_name, declared.keys)
+                f.targets = {declared.target: self.object_plan(declared.target, field_details)}
+            elif isinstance(declared, Page):
+                f.kind = PAGE
+                f.connection = self.page(declared, field_def, field_details)
+            else:
+                raise LookupError(f"{type_name}.{name} has no declaration")
+            plan.fields.append(f)
+            if f.kind in (ONE, MANY, PAGE):
+                plan.relations.append(f)
+            self.path.pop()
+        return plan
+
+    def to_one(
+        self,
+        f: FieldPlan,
+        type_name: str,
+        declared: ToOne,
+        field_def: GraphQLField,
+        details: FieldDetailsList,
+    ) -> None:
+        f.kind = ONE
+        f.column = self.column(type_name, declared.key)
+        if isinstance(declared.target, str):
+            names = [declared.target]
+        else:
+            assert declared.by is not None
+            f.by = self.column(type_name, declared.by)
+            f.by_store = dict(declared.target)
+            names = list(declared.target.values())
+        f.targets = {n: self.object_plan(n, details) for n in self.possible(field_def, names)}
+
+    def page(
+        self, declared: Page, field_def: GraphQLField, details: FieldDetailsList
+    ) -> ConnectionPlan:
+        args = self.arguments(field_def, details)
+        order = declared.order
+        limit = self.checked(lambda: page_size(args.get("first")), details)
+        after = self.checked(lambda: time_keyset(order.cursor, args.get("after")), details)
+        connection = self.connection(
+            field_def,
+            details,
+            [declared.target],
+            limit=limit,
+            after=after,
+            cursor_kind=order.cursor,
+            cursor_sql=f"t.{order.instant}",
+        )
+        connection.target = declared.target
+        return connection
+
+    def connection(
+        self,
+        field_def: GraphQLField,
+        details: FieldDetailsList,
+        node_types: list[str],
+        *,
+        limit: int,
+        after: Any,
+        cursor_kind: str,
+        cursor_sql: str | None,
+    ) -> ConnectionPlan:
+        """A Relay connection's selection (``totalCount``, ``pageInfo``, ``edges``); its
+        nodes are rows of ``node_types``. ``cursor_sql`` is the column of the cursor's first
+        part in those rows (None: the root listing provides the cursors)."""
+        connection_type = self.object_type(get_named_type(field_def.type).name)
+        edge_type = self.object_type(
+            get_named_type(connection_type.fields["edges"].type).name
+        )
+        node_def = edge_type.fields["node"]
+        plan = ConnectionPlan(
+            parts=[],
+            targets={},
+            limit=limit,
+            after=after,
+            cursor_kind=cursor_kind,
+            cursor_column=None,
+            counted=False,
+            node_type=get_named_type(node_def.type).name,
+        )
+        cursor_needed = False
+        for key, fd in self.subfields(connection_type, details).items():
+            name = fd[0].node.name.value
+            self.path.append(key)
+            nodes = tuple(d.node for d in fd)
+            if name == "__typename":
+                plan.parts.append(Part(key, TYPENAME, connection_type.name, nodes=nodes))
+            elif name == "totalCount":
+                plan.counted = True
+                plan.parts.append(Part(key, TOTAL, nodes=nodes))
+            elif name == "pageInfo":
+                info_type = self.object_type(
+                    get_named_type(connection_type.fields["pageInfo"].type).name
+                )
+                kinds = {"hasNextPage": HAS_NEXT, "startCursor": START, "endCursor": END}
+                parts = []
+                for k, sub in self.subfields(info_type, fd).items():
+                    sub_name = sub[0].node.name.value
+                    if sub_name == "__typename":
+                        parts.append(Part(k, TYPENAME, info_type.name))
+                    else:
+                        parts.append(Part(k, kinds[sub_name]))
+                        cursor_needed |= sub_name != "hasNextPage"
+                plan.parts.append(Part(key, PAGE_INFO, parts=parts, nodes=nodes))
+            elif name == "edges":
+                parts = []
+                for k, sub in self.subfields(edge_type, fd).items():
+                    sub_name = sub[0].node.name.value
+                    sub_nodes = tuple(d.node for d in sub)
+                    if sub_name == "__typename":
+                        parts.append(Part(k, TYPENAME, edge_type.name, nodes=sub_nodes))
+                    elif sub_name == "cursor":
+                        parts.append(Part(k, CURSOR, nodes=sub_nodes))
+                        cursor_needed = True
+                    else:
+                        self.path.append(k)
+                        for n in self.possible(node_def, node_types):
+                            plan.targets[n] = self.object_plan(n, sub)
+                        self.path.pop()
+                        parts.append(Part(k, NODE, nodes=sub_nodes))
+                plan.parts.append(Part(key, EDGES, parts=parts, nodes=nodes))
+            self.path.pop()
+        if cursor_needed and cursor_sql is not None:
+            for n in node_types:
+                plan.cursor_column = self.column(n, cursor_sql)
+        return plan
+
+    # -- values computed in Python ---------------------------------------------------------------
+
+    def value_plan(self, type_: GraphQLObjectType, details: FieldDetailsList) -> ValuePlan:
+        plan = ValuePlan(type_.name)
+        for key, fd in self.subfields(type_, details).items():
+            name = fd[0].node.name.value
+            nodes = tuple(d.node for d in fd)
+            if name == "__typename":
+                plan.fields.append(ValueField(key, None, True, nodes, name))
+                continue
+            field_def = type_.fields[name]
+            definition = field_def.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+            out = ValueField(key, definition.python_name, False, nodes, name)
+            type_of: Any = field_def.type
+            if isinstance(type_of, GraphQLNonNull):
+                out.non_null, type_of = True, type_of.of_type
+            if isinstance(type_of, GraphQLList):
+                out.listed, type_of = True, type_of.of_type
+                if isinstance(type_of, GraphQLNonNull):
+                    out.item_non_null, type_of = True, type_of.of_type
+            if isinstance(type_of, GraphQLObjectType):
+                out.sub = self.value_plan(type_of, fd)
+            else:
+                out.convert = _value_converter(type_of)
+            plan.fields.append(out)
+        return plan
+
+    # -- the operation ----------------------------------------------------------------------
+
+    def operation_plan(
+        self, root_type: GraphQLObjectType, fields: GroupedFieldSet
+    ) -> OperationPlan:
+        plans = []
+        for key, details in fields.items():
+            name = details[0].node.name.value
+            nodes = tuple(d.node for d in details)
+            self.path = [key]
+            if name == "__typename":
+                root = FieldPlan(key, name, TYPENAME, True, nodes, root_type.name,
+                                 literal=root_type.name)
+                plans.append(RootPlan(root, roots.ROOT_TYPENAME))
+                continue
+            if name.startswith("__"):
+                raise Unsupported("introspection")
+            field_def = root_type.fields[name]
+            non_null = isinstance(field_def.type, GraphQLNonNull)
+            root = FieldPlan(key, name, LEAF, non_null, nodes, root_type.name)
+            plans.append(roots.compile_root(self, root, field_def, details))
+        return OperationPlan(plans, self.columns)
+
+
+PLAN_CACHE_SIZE = 512
+_plans: OrderedDict[tuple[int, int, str], tuple[Any, Any, OperationPlan | CompileError]]
+_plans = OrderedDict()
+
+
+def compile_operation(
+    schema: GraphQLSchema,
+    fragments: dict[str, FragmentDetails],
+    variable_values: Any,
+    operation: OperationDefinitionNode,
+    root_type: GraphQLObjectType,
+    fields: GroupedFieldSet,
+) -> OperationPlan:
+    """The plan of ``fields`` (raises ``CompileError`` for a refused argument, ``Unsupported``
+    for what graphql-core executes).
+
+    A plan depends only on the schema, the operation (strawberry's parser cache hands the same
+    document to every request with the same text) and the variables' values, so it is
+    remembered for those; the entry keeps both objects, so their ids cannot be reused while it
+    lives."""
+    coerced = getattr(variable_values, "coerced", variable_values)
+    key = (id(schema), id(operation), repr(sorted(coerced.items())))
+    cached = _plans.get(key)
+    if cached is not None and cached[0] is schema and cached[1] is operation:
+        _plans.move_to_end(key)
+        result = cached[2]
+    else:
+        compiler = Compiler(schema, fragments, variable_values, operation)
+        try:
+            result = compiler.operation_plan(root_type, fields)
+        except CompileError as error:
+            result = error
+        _plans[key] = (schema, operation, result)
+        if len(_plans) > PLAN_CACHE_SIZE:
+            _plans.popitem(last=False)
+    if isinstance(result, CompileError):
+        raise result
+    return result
+

@@ -1,0 +1,129 @@
+"""What an operation compiles to: per selection, the fields to write and where each comes from.
+
+Plans are built once per document, operation and variable values (``schema.engine.compile``)
+and shared by every request that sends them; nothing here holds a request's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import FieldNode
+
+# Field kinds (ints: the writer's dispatch is one comparison each).
+TYPENAME, ID, DBID, LITERAL, LEAF, ONE, MANY, PAGE = range(8)
+# Parts of a connection, its pageInfo and its edges.
+TOTAL, PAGE_INFO, EDGES, HAS_NEXT, START, END, CURSOR, NODE = range(8, 16)
+
+Convert = Callable[[Any], Any]
+
+
+@dataclass(eq=False)
+class ObjectPlan:
+    """The selection on rows of one object type."""
+
+    type_name: str
+    fields: list[FieldPlan] = field(default_factory=list)
+    # The fields that load rows (ONE, MANY, PAGE), for the load phase.
+    relations: list[FieldPlan] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class FieldPlan:
+    key: str  # the response key
+    name: str
+    kind: int
+    non_null: bool
+    nodes: tuple[FieldNode, ...]
+    parent_type: str
+    column: int = 0  # LEAF: its value; ONE: the key; MANY: the array of keys
+    convert: Convert | None = None
+    literal: Any = None
+    # ONE and MANY: the plan of each target type; ONE with ``by``: the column naming the store
+    # and the target type of each store.
+    targets: dict[str, ObjectPlan] = field(default_factory=dict)
+    by: int | None = None
+    by_store: dict[str, str] = field(default_factory=dict)
+    connection: ConnectionPlan | None = None
+
+
+@dataclass(eq=False)
+class Part:
+    """A field of a connection, of its ``pageInfo`` or of an edge."""
+
+    key: str
+    kind: int
+    literal: Any = None
+    parts: list[Part] = field(default_factory=list)
+    nodes: tuple[FieldNode, ...] = ()
+
+
+@dataclass(eq=False)
+class ConnectionPlan:
+    parts: list[Part]
+    targets: dict[str, ObjectPlan]  # node plans by object type
+    limit: int
+    after: Any  # the decoded ``after`` (a keyset), None from the start
+    cursor_kind: str
+    cursor_column: int | None  # the column of the cursor's first part (None: the listing's)
+    counted: bool  # totalCount selected
+    node_type: str  # the GraphQL type of ``node`` (for errors)
+    target: str = ""  # nested pages: the one object type of their rows
+
+
+@dataclass(eq=False)
+class ValuePlan:
+    """The selection on a value a root field computed in Python (``chatEventStats``,
+    ``migrationReport``): each field read off the object by its Python name."""
+
+    type_name: str
+    fields: list[ValueField] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ValueField:
+    key: str
+    attribute: str | None  # None: ``__typename``
+    non_null: bool
+    nodes: tuple[FieldNode, ...]
+    name: str
+    convert: Convert | None = None
+    listed: bool = False
+    item_non_null: bool = False
+    sub: ValuePlan | None = None
+
+
+# Root kinds
+NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME = range(5)
+
+
+@dataclass(eq=False)
+class RootPlan:
+    field: FieldPlan  # key, name, nullability and nodes of the root field
+    kind: int
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # NODES: the decoded ids and whether the field is ``node`` (one) or ``nodes`` (a list).
+    ids: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    single: bool = False
+    value: ValuePlan | None = None
+
+
+@dataclass(eq=False)
+class PageResult:
+    """A page as read for one request: its nodes, each with its object type, its row (None
+    when it could not be read) and the first part of its cursor; whether more follow; the
+    total when ``totalCount`` is selected."""
+
+    items: list[tuple[str, Any, Any]]
+    has_next: bool
+    total: int | None
+
+
+@dataclass(eq=False)
+class OperationPlan:
+    roots: list[RootPlan]
+    # Column SQL per object type, in row order after the id (``gateway.store.select``).
+    columns: dict[str, list[str]]

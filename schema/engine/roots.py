@@ -1,0 +1,231 @@
+"""The root fields of ``Query``: their arguments (checked when compiled) and how their rows
+are found (when run). Below the root, every field is a declaration of ``gateway.store.graph``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLField, GraphQLObjectType, get_named_type
+from graphql.execution.collect_fields import FieldDetailsList
+
+from gateway.store import analytics as event_store
+from gateway.store import conversations as conversation_store
+from gateway.store import projects as project_store
+from gateway.store import shared
+from gateway.store.graph import (
+    ENTITIES,
+    NEWEST_ACTIVITY,
+    NEWEST_EVENT,
+    NEWEST_PROJECT,
+)
+from resolvers import migrations
+from resolvers.analytics import to_store_filter as event_filter
+from resolvers.conversations import to_store_filter as conversation_filter
+from schema.analytics import ChatEventBucket
+from schema.common import page_size
+from schema.engine.plan import (
+    LISTING,
+    NODES,
+    ROOT_TYPENAME,
+    VALUE,
+    VIEWER,
+    FieldPlan,
+    PageResult,
+    RootPlan,
+)
+from schema.ids import cursor_uuid, decode_cursor, expect_id, from_global_id, time_keyset
+
+if TYPE_CHECKING:
+    from schema.engine.compile import Compiler
+    from schema.engine.run import Run
+
+__all__ = ["ROOT_TYPENAME", "compile_root", "fetch_listing", "fetch_value", "fetch_viewer"]
+
+CONVERSATIONS = ["V1Conversation", "V2Conversation"]
+
+
+def _name_keyset(kind: str, after: str | None) -> tuple[str, Any] | None:
+    """The ``(name, id)`` position of an ``after`` cursor of a list ordered by a name."""
+    if after is None:
+        return None
+    name, row_id = decode_cursor(kind, after, 2)
+    return name or "", cursor_uuid(row_id)
+
+
+def compile_root(
+    compiler: Compiler, root: FieldPlan, field_def: GraphQLField, details: FieldDetailsList
+) -> RootPlan:
+    name = root.name
+    args = compiler.arguments(field_def, details)
+
+    def checked(check: Any) -> Any:
+        return compiler.checked(check, details)
+
+    if name in ("node", "nodes"):
+        given = [args["id"]] if name == "node" else list(args["ids"])
+        ids = [checked(lambda i=i: from_global_id(i)) for i in given]
+        for type_name in dict.fromkeys(t for t, _ in ids):
+            root.targets[type_name] = compiler.object_plan(type_name, details)
+        return RootPlan(root, NODES, ids=ids, single=name == "node")
+    if name == "viewer":
+        root.targets["Profile"] = compiler.object_plan("Profile", details)
+        return RootPlan(root, VIEWER)
+    if name in ("migrationReport", "chatEventStats"):
+        plan = RootPlan(root, VALUE)
+        if name == "chatEventStats":
+            plan.args["filter"] = checked(lambda: event_filter(args.get("filter")))
+            plan.args["groups"] = [g.value for g in args.get("group_by") or []]
+        named = get_named_type(field_def.type)
+        assert isinstance(named, GraphQLObjectType)
+        plan.value = compiler.value_plan(named, details)
+        return plan
+    limit = checked(lambda: page_size(args.get("first")))
+    after = args.get("after")
+    plan = RootPlan(root, LISTING)
+    if name == "conversations":
+        plan.args["filter"] = checked(lambda: conversation_filter(args.get("filter")))
+        keyset, kind, types, cursor = (
+            checked(lambda: time_keyset(NEWEST_ACTIVITY.cursor, after)),
+            NEWEST_ACTIVITY.cursor,
+            CONVERSATIONS,
+            None,
+        )
+    elif name == "projects":
+        projects = args.get("filter")
+        plan.args["status"] = projects.status.value if projects and projects.status else None
+        plan.args["starred"] = projects.starred if projects else None
+        keyset, kind, types, cursor = (
+            checked(lambda: time_keyset(NEWEST_PROJECT.cursor, after)),
+            NEWEST_PROJECT.cursor,
+            ["Project"],
+            "t.created_at",
+        )
+    elif name == "chatEvents":
+        plan.args["filter"] = checked(lambda: event_filter(args.get("filter")))
+        keyset, kind, types, cursor = (
+            checked(lambda: time_keyset(NEWEST_EVENT.cursor, after)),
+            NEWEST_EVENT.cursor,
+            ["ChatEvent"],
+            "t.created_at",
+        )
+    elif name == "cities":
+        plan.args["search"] = args.get("search")
+        keyset, kind, types, cursor = (
+            checked(lambda: _name_keyset("city", after)),
+            "city",
+            ["City"],
+            "t.name",
+        )
+    elif name == "documents":
+        documents = args.get("filter")
+        plan.args["city_id"] = (
+            checked(lambda: expect_id(documents.city_id, "City", argument="cityId")[1])
+            if documents is not None and documents.city_id is not None
+            else None
+        )
+        plan.args["zone_id"] = (
+            checked(lambda: expect_id(documents.zone_id, "Zone", argument="zoneId")[1])
+            if documents is not None and documents.zone_id is not None
+            else None
+        )
+        keyset, kind, types, cursor = (
+            checked(lambda: _name_keyset("document", after)),
+            "document",
+            ["Document"],
+            "coalesce(t.title, '')",
+        )
+    else:
+        raise LookupError(f"Query.{name} has no plan")
+    root.connection = compiler.connection(
+        field_def, details, types, limit=limit, after=keyset, cursor_kind=kind, cursor_sql=cursor
+    )
+    return plan
+
+
+async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
+    """The page of a root connection, its rows remembered for the fields below."""
+    connection = plan.field.connection
+    assert connection is not None
+    name, args, limit = plan.field.name, plan.args, connection.limit
+    context = run.context
+    if name in ("conversations", "projects", "chatEvents") and context.is_anonymous:
+        return PageResult([], False, 0)
+    db = await run.db()
+    total = None
+    if name == "conversations":
+        keys = await conversation_store.listing(
+            db, args["filter"], after=connection.after, limit=limit + 1
+        )
+        await run.load_keys([(f"{k[0].upper()}Conversation", k[1]) for k in keys[:limit]])
+        items = [
+            (f"{k[0].upper()}Conversation", run.found(f"{k[0].upper()}Conversation", k[1]), k[2])
+            for k in keys
+        ]
+        if connection.counted:
+            total = await conversation_store.count(db, args["filter"])
+        return _page(items, limit, total)
+    type_name = "Project" if name == "projects" else "ChatEvent" if name == "chatEvents" else (
+        "City" if name == "cities" else "Document"
+    )
+    columns = run.select(type_name)
+    if name == "projects":
+        rows = await project_store.page(
+            db, status=args["status"], starred=args["starred"], after=connection.after,
+            limit=limit + 1, columns=columns,
+        )
+        if connection.counted:
+            total = await project_store.count(db, status=args["status"], starred=args["starred"])
+    elif name == "chatEvents":
+        rows = await event_store.page(
+            db, args["filter"], after=connection.after, limit=limit + 1, columns=columns
+        )
+        if connection.counted:
+            total = await event_store.count(db, args["filter"])
+    elif name == "cities":
+        rows = await shared.cities_page(
+            db, search=args["search"], after=connection.after, limit=limit + 1, columns=columns
+        )
+        if connection.counted:
+            total = await shared.cities_count(db, search=args["search"])
+    else:
+        rows = await shared.documents_page(
+            db, city_id=args["city_id"], zone_id=args["zone_id"], after=connection.after,
+            limit=limit + 1, columns=columns,
+        )
+        if connection.counted:
+            total = await shared.documents_count(
+                db, city_id=args["city_id"], zone_id=args["zone_id"]
+            )
+    run.remember(type_name, rows)
+    column = connection.cursor_column
+    items = [(type_name, r, r[column] if column is not None else None) for r in rows]
+    return _page(items, limit, total)
+
+
+def _page(items: list[tuple[str, Any, Any]], limit: int, total: int | None) -> PageResult:
+    return PageResult(items[:limit], len(items) > limit, total)
+
+
+async def fetch_value(run: Run, plan: RootPlan) -> Any:
+    context = run.context
+    if plan.field.name == "migrationReport":
+        return await migrations.report(context)
+    if context.is_anonymous:
+        return []
+    rows = await event_store.stats(await run.db(), plan.args["filter"], plan.args["groups"])
+    return [ChatEventBucket.from_row(r) for r in rows]
+
+
+async def fetch_viewer(run: Run) -> Any:
+    context = run.context
+    if context.viewer.user_id is None:
+        return None
+    row = await shared.viewer_profile(await run.db(), run.select("Profile"))
+    if row is not None:
+        run.remember("Profile", [row])
+    return row
+
+
+def visible_to_anonymous(type_name: str) -> bool:
+    return ENTITIES[type_name].public

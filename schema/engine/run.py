@@ -1,0 +1,474 @@
+"""Running a compiled operation for one request: batched loads, then the response written.
+
+Loads go breadth first. The rows of a level are gathered for each relation of their plans,
+and every relation of the level asks its loader at once (``asyncio.gather``): aiodataloader
+merges the keys of one entity into one statement, and a keyset page reads the first rows of
+every parent in one LATERAL statement. Only the columns the operation selects of each type are
+read (``OperationPlan.columns``). Then the response is written from the rows in one pass,
+synchronously, with GraphQL's null propagation: a null in a non-null field is an error at its
+path and nulls the nearest nullable ancestor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from aiodataloader import DataLoader
+from graphql import GraphQLError, located_error
+
+from gateway.context import Context
+from gateway.db import Db
+from gateway.store import select
+from gateway.store.graph import ENTITIES, Page
+from schema.engine import roots
+from schema.engine.plan import (
+    CURSOR,
+    DBID,
+    END,
+    HAS_NEXT,
+    ID,
+    LEAF,
+    LISTING,
+    LITERAL,
+    MANY,
+    NODE,
+    NODES,
+    ONE,
+    PAGE,
+    PAGE_INFO,
+    START,
+    TOTAL,
+    TYPENAME,
+    VALUE,
+    VIEWER,
+    ConnectionPlan,
+    FieldPlan,
+    ObjectPlan,
+    OperationPlan,
+    PageResult,
+    Part,
+    RootPlan,
+    ValuePlan,
+)
+from schema.ids import encode_cursor, to_global_id
+
+
+class Propagate(Exception):
+    """A null reached a non-null field; its error is recorded, its parent becomes null."""
+
+
+class Run:
+    def __init__(self, plan: OperationPlan, context: Context) -> None:
+        self.plan = plan
+        self.context = context
+        self.errors: list[GraphQLError] = []
+        self._loaders: dict[str, DataLoader[UUID, Any]] = {}
+        self._found: dict[str, dict[UUID, Any]] = {}
+        self._pages: dict[int, dict[UUID, PageResult]] = {}
+        self._path: list[str | int] = []
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    async def db(self) -> Db:
+        return await self.context.db()
+
+    def select(self, type_name: str) -> str:
+        return select.select_list(self.plan.columns.get(type_name, []))
+
+    def found(self, type_name: str, key: Any) -> Any:
+        return self._found.get(type_name, {}).get(key)
+
+    def remember(self, type_name: str, rows: Iterable[Any]) -> None:
+        """Rows read in the operation's layout of ``type_name``: later loads of them by id
+        need no statement (a reply to a message of the same page, a repeated profile)."""
+        found = self._found.setdefault(type_name, {})
+        loader = self.loader(type_name)
+        for row in rows:
+            key = row[0]
+            if key not in found:
+                found[key] = row
+                loader.prime(key, row)
+
+    def loader(self, type_name: str) -> DataLoader[UUID, Any]:
+        loader = self._loaders.get(type_name)
+        if loader is None:
+            entity = ENTITIES[type_name]
+            columns = self.plan.columns.get(type_name, [])
+            found = self._found.setdefault(type_name, {})
+
+            async def batch(keys: Sequence[UUID]) -> list[Any]:
+                rows = await select.by_ids(await self.db(), entity, columns, keys)
+                for row in rows:
+                    found[row[0]] = row
+                return [found.get(k) for k in keys]
+
+            loader = self._loaders[type_name] = DataLoader(batch, max_batch_size=None)
+        return loader
+
+    async def load_keys(self, keys: Sequence[tuple[str, UUID]]) -> None:
+        """Rows by (type, id), one statement per type."""
+        by_type: dict[str, list[UUID]] = {}
+        for type_name, key in keys:
+            by_type.setdefault(type_name, []).append(key)
+        await asyncio.gather(*(self.loader(t).load_many(ids) for t, ids in by_type.items()))
+
+    # -- the load phase --------------------------------------------------------------------------
+
+    async def expand(self, pairs: Iterable[tuple[ObjectPlan, Any]]) -> None:
+        """Load what the plans need below these rows, a level at a time: each level sends one
+        statement per object type (whichever fields reach it) and one per page field."""
+        level = [(plan, row) for plan, row in pairs if plan.relations and row is not None]
+        while level:
+            groups: dict[int, tuple[ObjectPlan, list[Any]]] = {}
+            for plan, row in level:
+                groups.setdefault(id(plan), (plan, []))[1].append(row)
+            wanted: dict[str, dict[UUID, None]] = {}
+            follows: list[tuple[FieldPlan, list[tuple[str, UUID]]]] = []
+            pages: list[tuple[FieldPlan, list[Any]]] = []
+            for plan, rows in groups.values():
+                for f in plan.relations:
+                    if f.kind == PAGE:
+                        pages.append((f, rows))
+                        continue
+                    keys = self.keys_of(f, rows)
+                    follows.append((f, keys))
+                    for type_name, key in keys:
+                        wanted.setdefault(type_name, {})[key] = None
+            paged = await asyncio.gather(
+                *(self.loader(t).load_many(list(keys)) for t, keys in wanted.items()),
+                *(self.follow_page(f, rows) for f, rows in pages),
+            )
+            level = []
+            for f, keys in follows:
+                for type_name, key in dict.fromkeys(keys):
+                    target = f.targets.get(type_name)
+                    row = self.found(type_name, key)
+                    if target is not None and target.relations and row is not None:
+                        level.append((target, row))
+            for next_pairs in paged[len(wanted):]:
+                level.extend(next_pairs)
+
+    def keys_of(self, f: FieldPlan, rows: list[Any]) -> list[tuple[str, UUID]]:
+        """The (type, id) of the rows a ONE or MANY field reaches from ``rows``."""
+        keys: list[tuple[str, UUID]] = []
+        if f.kind == MANY:
+            (target,) = f.targets
+            for row in rows:
+                keys.extend((target, k) for k in row[f.column] or ())
+            return keys
+        for row in rows:
+            type_name = self.target_of(f, row)
+            key = row[f.column]
+            if type_name is not None and key is not None:
+                keys.append((type_name, key))
+        return keys
+
+    def target_of(self, f: FieldPlan, row: Any) -> str | None:
+        if f.by is None:
+            return next(iter(f.targets), None)
+        return f.by_store.get(row[f.by])
+
+    async def follow_page(self, f: FieldPlan, rows: list[Any]) -> list[tuple[ObjectPlan, Any]]:
+        """Read the pages of ``f`` of every row in ``rows``; returns the next level's pairs."""
+        connection = f.connection
+        assert connection is not None
+        target = connection.target
+        entity = ENTITIES[target]
+        declared = ENTITIES[f.parent_type].fields[f.name]
+        assert isinstance(declared, Page)
+        parents = list(dict.fromkeys(row[0] for row in rows))
+        db = await self.db()
+        page_rows = await select.pages(
+            db,
+            entity,
+            declared,
+            self.plan.columns.get(target, []),
+            parents,
+            after=connection.after,
+            limit=connection.limit + 1,
+        )
+        counts = (
+            await select.page_counts(db, entity, declared, parents) if connection.counted else {}
+        )
+        self.remember(target, page_rows)
+        by_parent: dict[UUID, list[Any]] = {p: [] for p in parents}
+        for row in page_rows:
+            by_parent[row[-1]].append(row)
+        column = connection.cursor_column
+        limit = connection.limit
+        results = self._pages.setdefault(id(f), {})
+        for parent, group in by_parent.items():
+            items = [(target, r, r[column] if column is not None else None) for r in group]
+            results[parent] = PageResult(items[:limit], len(items) > limit, counts.get(parent, 0))
+        plan = connection.targets.get(target)
+        if plan is None or not plan.relations:
+            return []
+        return [(plan, r) for group in by_parent.values() for r in group[:limit]]
+
+    # -- the root --------------------------------------------------------------------------------
+
+    async def execute(self) -> dict[str, Any] | None:
+        """The response's data (None when a non-null root field is null); ``errors`` holds
+        the field errors. Each root field's own rows are read apart (one that fails is null
+        with its error, its siblings answer); then everything below them, level by level."""
+        loaded = await asyncio.gather(
+            *(self.load_root(root) for root in self.plan.roots), return_exceptions=True
+        )
+        below: list[tuple[ObjectPlan, Any]] = []
+        for root, value in zip(self.plan.roots, loaded, strict=True):
+            if not isinstance(value, BaseException):
+                below.extend(self.below_root(root, value))
+        await self.expand(below)
+        data: dict[str, Any] = {}
+        for root, value in zip(self.plan.roots, loaded, strict=True):
+            f = root.field
+            if isinstance(value, BaseException):
+                if not isinstance(value, Exception):
+                    raise value
+                self.errors.append(located_error(value, list(f.nodes), [f.key]))
+                if f.non_null:
+                    return None
+                data[f.key] = None
+                continue
+            self._path = [f.key]
+            try:
+                data[f.key] = self.write_root(root, value)
+            except Propagate:
+                if f.non_null:
+                    return None
+                data[f.key] = None
+        return data
+
+    async def load_root(self, root: RootPlan) -> Any:
+        kind = root.kind
+        if kind == LISTING:
+            return await roots.fetch_listing(self, root)
+        if kind == NODES:
+            anonymous = self.context.is_anonymous
+            wanted = [(t, k) for t, k in root.ids if not anonymous or roots.visible_to_anonymous(t)]
+            await self.load_keys(wanted)
+            return [(t, self.found(t, k) if (t, k) in wanted else None) for t, k in root.ids]
+        if kind == VIEWER:
+            return await roots.fetch_viewer(self)
+        if kind == VALUE:
+            return await roots.fetch_value(self, root)
+        return None
+
+    @staticmethod
+    def below_root(root: RootPlan, value: Any) -> list[tuple[ObjectPlan, Any]]:
+        """The (plan, row) pairs of a root field's rows."""
+        f = root.field
+        if root.kind == LISTING:
+            connection = f.connection
+            assert connection is not None
+            targets = connection.targets
+            return [(targets[t], row) for t, row, _ in value.items if t in targets]
+        if root.kind == NODES:
+            return [(f.targets[t], row) for t, row in value]
+        if root.kind == VIEWER:
+            return [(f.targets["Profile"], value)]
+        return []
+
+    def write_root(self, root: RootPlan, value: Any) -> Any:
+        f = root.field
+        kind = root.kind
+        if kind == LISTING:
+            assert f.connection is not None
+            return self.write_connection(f.connection, value)
+        if kind == NODES:
+            written = []
+            for index, (type_name, row) in enumerate(value):
+                self._path.append(index)
+                written.append(self.nested(f.targets[type_name], row, False))
+                self._path.pop()
+            return written[0] if root.single else written
+        if kind == VIEWER:
+            return None if value is None else self.nested(f.targets["Profile"], value, False)
+        if kind == VALUE:
+            assert root.value is not None
+            return self.write_value(root.value, value, f.non_null, listed=isinstance(value, list))
+        return f.literal
+
+    # -- the write phase ---------------------------------------------------------------------
+
+    def fail(self, nodes: Sequence[Any], message: str) -> None:
+        self.errors.append(located_error(TypeError(message), list(nodes), list(self._path)))
+        raise Propagate
+
+    def nested(self, plan: ObjectPlan, row: Any, non_null: bool) -> Any:
+        """The object of ``row`` (null when it is None or a non-null field of it is null)."""
+        if row is None:
+            return None
+        try:
+            return self.write_object(plan, row)
+        except Propagate:
+            if non_null:
+                raise
+            return None
+
+    def write_object(self, plan: ObjectPlan, row: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        path = self._path
+        for f in plan.fields:
+            kind = f.kind
+            if kind == LEAF:
+                value = row[f.column]
+                if value is not None and f.convert is not None:
+                    value = f.convert(value)
+            elif kind == ID:
+                value = to_global_id(plan.type_name, row[0])
+            elif kind == DBID:
+                value = str(row[0])
+            elif kind == TYPENAME or kind == LITERAL:
+                value = f.literal
+            else:
+                path.append(f.key)
+                try:
+                    value = self.write_relation(f, row)
+                finally:
+                    path.pop()
+            if value is None and f.non_null:
+                path.append(f.key)
+                try:
+                    self.fail(f.nodes, f"Cannot return null for non-nullable field "
+                                       f"{plan.type_name}.{f.name}.")
+                finally:
+                    path.pop()
+            out[f.key] = value
+        return out
+
+    def write_relation(self, f: FieldPlan, row: Any) -> Any:
+        kind = f.kind
+        if kind == ONE:
+            key = row[f.column]
+            type_name = self.target_of(f, row) if key is not None else None
+            if type_name is None or type_name not in f.targets:
+                return None
+            return self.nested(f.targets[type_name], self.found(type_name, key), f.non_null)
+        if kind == MANY:
+            ((type_name, plan),) = f.targets.items()
+            found = self._found.get(type_name, {})
+            written: list[dict[str, Any]] = []
+            path = self._path
+            for key in row[f.column] or ():
+                child = found.get(key)
+                if child is None:
+                    continue  # not visible (or gone): left out of the list
+                path.append(len(written))
+                try:
+                    written.append(self.write_object(plan, child))
+                except Propagate:
+                    if f.non_null:
+                        raise
+                    return None
+                finally:
+                    path.pop()
+            return written
+        assert f.connection is not None
+        page = self._pages.get(id(f), {}).get(row[0])
+        if page is None:
+            page = PageResult([], False, 0)
+        try:
+            return self.write_connection(f.connection, page)
+        except Propagate:
+            if f.non_null:
+                raise
+            return None
+
+    def write_connection(self, connection: ConnectionPlan, page: PageResult) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        items = page.items
+        path = self._path
+        for part in connection.parts:
+            kind = part.kind
+            if kind == TOTAL:
+                value: Any = page.total or 0
+            elif kind == TYPENAME:
+                value = part.literal
+            elif kind == PAGE_INFO:
+                value = {}
+                for sub in part.parts:
+                    if sub.kind == HAS_NEXT:
+                        value[sub.key] = page.has_next
+                    elif sub.kind == START:
+                        value[sub.key] = self.cursor(connection, items[0]) if items else None
+                    elif sub.kind == END:
+                        value[sub.key] = self.cursor(connection, items[-1]) if items else None
+                    else:
+                        value[sub.key] = sub.literal
+            else:
+                path.append(part.key)
+                try:
+                    value = self.write_edges(connection, part, items)
+                finally:
+                    path.pop()
+            out[part.key] = value
+        return out
+
+    def write_edges(
+        self, connection: ConnectionPlan, part: Part, items: list[tuple[str, Any, Any]]
+    ) -> list[dict[str, Any]]:
+        edges = []
+        path = self._path
+        for index, item in enumerate(items):
+            path.append(index)
+            try:
+                edges.append(self.write_edge(connection, part, item))
+            finally:
+                path.pop()
+        return edges
+
+    def write_edge(
+        self, connection: ConnectionPlan, part: Part, item: tuple[str, Any, Any]
+    ) -> dict[str, Any]:
+        edge: dict[str, Any] = {}
+        for sub in part.parts:
+            if sub.kind == CURSOR:
+                edge[sub.key] = self.cursor(connection, item)
+            elif sub.kind == NODE:
+                type_name, row, _ = item
+                plan = connection.targets.get(type_name)
+                self._path.append(sub.key)
+                try:
+                    node = None if plan is None else self.nested(plan, row, True)
+                    if node is None:
+                        self.fail(
+                            sub.nodes,
+                            f"Cannot return null for non-nullable field "
+                            f"{connection.node_type}Edge.node.",
+                        )
+                finally:
+                    self._path.pop()
+                edge[sub.key] = node
+            else:
+                edge[sub.key] = sub.literal
+        return edge
+
+    @staticmethod
+    def cursor(connection: ConnectionPlan, item: tuple[str, Any, Any]) -> str:
+        _, row, first = item
+        return encode_cursor(connection.cursor_kind, first, row[0])
+
+    # -- values computed in Python ------------------------------------------------------------
+
+    def write_value(self, plan: ValuePlan, value: Any, non_null: bool, *, listed: bool) -> Any:
+        if listed:
+            return [self.write_value(plan, v, True, listed=False) for v in value]
+        if value is None:
+            return None
+        out: dict[str, Any] = {}
+        for f in plan.fields:
+            if f.attribute is None:
+                out[f.key] = plan.type_name
+                continue
+            raw = getattr(value, f.attribute)
+            if f.sub is not None:
+                out[f.key] = self.write_value(f.sub, raw, f.non_null, listed=f.listed)
+            elif f.listed:
+                out[f.key] = [f.convert(v) if f.convert else v for v in raw]
+            else:
+                out[f.key] = f.convert(raw) if f.convert and raw is not None else raw
+        return out
