@@ -14,7 +14,6 @@ from gateway.db import Viewer, become
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gateway.store import migration as store
 from gateway.store import verify
-from schema.common import Info
 from schema.ids import expect_id
 from schema.migration import (
     MigrationProblem,
@@ -24,38 +23,36 @@ from schema.migration import (
 )
 
 
-async def _as_service(info: Info) -> None:
-    context = info.context
+async def _as_service(context: Context) -> None:
     await become(await context.db(), Viewer.service(), context.settings)
 
 
-async def _as_viewer(info: Info) -> None:
-    context = info.context
+async def _as_viewer(context: Context) -> None:
     await become(await context.db(), context.viewer, context.settings)
 
 
-def _signed_in(info: Info) -> None:
-    if info.context.is_anonymous:
+def _signed_in(context: Context) -> None:
+    if context.is_anonymous:
         raise Unauthenticated("sign in to migrate conversations")
 
 
 async def migrate(
-    info: Info, conversation_id: str, project_id: str | None
+    context: Context, conversation_id: str, project_id: str | None
 ) -> tuple[dict[str, object], bool]:
     """Migrate (or return the existing migration of) a v1 conversation.
 
     Returns the tracking row and whether it had already been migrated.
     """
-    _signed_in(info)
+    _signed_in(context)
     _, v1_id = expect_id(conversation_id, "V1Conversation", argument="conversationId")
     target = expect_id(project_id, "Project", argument="projectId")[1] if project_id else None
-    db = await info.context.db()
+    db = await context.db()
     owner = await store.conversation_owner(db, v1_id)
     if owner is None:
         raise NotFound("conversation not found")
     if target is not None:
         await _check_project(db, target, owner)
-    await _as_service(info)
+    await _as_service(context)
     claimed = await store.claim(db, v1_id)
     if claimed is None:
         raise NotFound("conversation not found")
@@ -64,7 +61,7 @@ async def migrate(
         tracking = await store.copy(
             db, v1_id=v1_id, tracking_id=tracking["id"], project_id=target
         )
-    await _as_viewer(info)
+    await _as_viewer(context)
     return dict(tracking), claimed.already_migrated
 
 
@@ -76,13 +73,13 @@ async def _check_project(db: object, project_id: UUID, conversation_owner: UUID)
         raise Forbidden("the project does not belong to the conversation's owner")
 
 
-async def revert(info: Info, conversation_id: str) -> dict[str, object]:
+async def revert(context: Context, conversation_id: str) -> dict[str, object]:
     """Remove the v2 copy of a migrated conversation (given by its v1 or v2 id)."""
-    _signed_in(info)
+    _signed_in(context)
     type_name, database_id = expect_id(
         conversation_id, "V1Conversation", "V2Conversation", argument="conversationId"
     )
-    db = await info.context.db()
+    db = await context.db()
     v1 = database_id if type_name == "V1Conversation" else None
     v2 = database_id if type_name == "V2Conversation" else None
     visible = (
@@ -91,12 +88,12 @@ async def revert(info: Info, conversation_id: str) -> dict[str, object]:
     )
     if visible is None:
         raise NotFound("conversation not found")
-    await _as_service(info)
+    await _as_service(context)
     tracking = await store.lock_for_revert(db, v1_id=v1, v2_id=v2)
     if tracking is None or tracking["migration_status"] != "completed":
         raise BadUserInput("this conversation has no completed migration to revert")
     reverted = await store.revert(db, tracking)
-    await _as_viewer(info)
+    await _as_viewer(context)
     return dict(reverted)
 
 

@@ -214,12 +214,8 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         serially: bool,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        """A query runs through the read engine (``schema.engine``); a mutation, and what the
-        engine does not execute (introspection, ``@defer``), through graphql-core's executor."""
-        if serially:
-            return super().execute_root_grouped_field_set(
-                root_type, root_value, grouped_field_set, serially, position_context
-            )
+        """Every query and mutation runs through the engine (``schema.engine``); what it does
+        not execute (introspection, ``@defer``) through graphql-core's executor."""
         try:
             plan = compile_operation(
                 self.schema,
@@ -242,7 +238,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         run = Run(plan, self.context_value)
 
         async def execute() -> Any:
-            data = await run.execute()
+            data = await (run.execute_serially() if serially else run.execute())
             self.collected_errors.errors.extend(run.errors)
             return data
 

@@ -133,7 +133,9 @@ class Mutation:
     async def migrate_conversation(
         self, info: Info, input: MigrateConversationInput
     ) -> MigrateConversationPayload:
-        row, already = await migrations.migrate(info, input.conversation_id, input.project_id)
+        row, already = await migrations.migrate(
+            info.context, input.conversation_id, input.project_id
+        )
         return MigrateConversationPayload(
             migration=Migration.from_row(row), already_migrated=already
         )
@@ -144,7 +146,7 @@ class Mutation:
     async def revert_migration(
         self, info: Info, input: RevertMigrationInput
     ) -> RevertMigrationPayload:
-        row = await migrations.revert(info, input.conversation_id)
+        row = await migrations.revert(info.context, input.conversation_id)
         return RevertMigrationPayload(migration=Migration.from_row(row))
 
 

@@ -709,3 +709,62 @@ async def test_random_selections_equal_the_resolver_path(
         assert "errors" not in expected, (query, expected)
         same(planned, expected)
         assert 1 <= reads <= MAX_READS, query
+
+
+MIGRATE = """
+mutation Migrate($id: ID!) {
+  migrateConversation(input: {conversationId: $id}) {
+    __typename alreadyMigrated
+    migration { __typename id status migratedAt revertedAt errorMessage
+      v1Conversation { id title messageCount } project { id name status } }
+    conversation { id title messageCount documentCount owner { fullName }
+      migratedFrom { id title }
+      messages(first: 3) { totalCount edges { cursor node { id role text
+        replyTo { id text } documents { title } } } } }
+    project { id name status conversations(first: 2) { totalCount edges { node { id } } } }
+  }
+}
+"""
+
+
+async def test_a_mutation_payload_equals_the_resolver_path(
+    plans: httpx.AsyncClient,
+    resolvers: httpx.AsyncClient,
+    statements: StatementCounter,
+    owner: asyncpg.Connection,
+    data: dict[str, uuid.UUID],
+) -> None:
+    # given a v1 conversation with a document and replies
+    document = await make_document(owner, "Plan local")
+    conversation = await make_v1_conversation(
+        owner, data["user"], document_id=document, messages=4
+    )
+    variables = {"id": gid("V1Conversation", conversation)}
+
+    # when the resolvers migrate it, then the engine asks again (the first result, as a repeat)
+    first = await gql(resolvers, MIGRATE, variables, user=data["user"])
+    statements.reset()
+    again = await gql(plans, MIGRATE, variables, user=data["user"])
+
+    # then both payloads are the same but for alreadyMigrated, and the engine's payload cost
+    # a bounded number of reads
+    assert "errors" not in first, first
+    assert first["data"]["migrateConversation"].pop("alreadyMigrated") is False
+    assert again["data"]["migrateConversation"].pop("alreadyMigrated") is True
+    same(again, first)
+    assert statements.reads <= MAX_READS
+
+
+async def test_a_refused_mutation_writes_nothing_and_reads_no_payload(
+    plans: httpx.AsyncClient, statements: StatementCounter, data: dict[str, uuid.UUID]
+) -> None:
+    # given an id of the wrong type
+    variables = {"id": gid("Project", uuid.uuid4())}
+    statements.reset()
+    body = await gql(plans, MIGRATE, variables, user=data["user"])
+    # then BAD_USER_INPUT at the field, no data, and no statement at all
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["path"] == ["migrateConversation"]
+    assert body["data"] is None
+    assert statements.total == 0

@@ -299,3 +299,27 @@ ENTITIES: dict[str, Entity] = {
         },
     ),
 }
+
+# Mutation payloads: rows a mutation returns (a dict) rather than rows of a table. Their
+# "columns" are keys of that dict; their relations read the objects the mutation wrote, as the
+# viewer, like any other row.
+PAYLOADS: dict[str, Entity] = {
+    "MigrateConversationPayload": Entity(
+        "",
+        fields={
+            "migration": ToOne("Migration", "id"),
+            "alreadyMigrated": Scalar("already_migrated"),
+            "conversation": ToOne("V2Conversation", "v2_conversation_id"),
+            "project": ToOne("Project", "v2_project_id"),
+        },
+    ),
+    "RevertMigrationPayload": Entity(
+        "",
+        fields={
+            "migration": ToOne("Migration", "id"),
+            "v1Conversation": ToOne("V1Conversation", "v1_conversation_id"),
+        },
+    ),
+}
+
+DECLARATIONS: dict[str, Entity] = {**ENTITIES, **PAYLOADS}

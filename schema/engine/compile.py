@@ -25,6 +25,7 @@ from graphql import (
     GraphQLOutputType,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     get_named_type,
     is_abstract_type,
 )
@@ -39,7 +40,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
 from gateway.errors import GatewayError
-from gateway.store.graph import ENTITIES, Page, Scalar, ToMany, ToOne
+from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
 from schema.common import page_size
 from schema.engine import roots
 from schema.engine.plan import (
@@ -198,7 +199,7 @@ class Compiler:
 
     def object_plan(self, type_name: str, details: FieldDetailsList) -> ObjectPlan:
         type_ = self.object_type(type_name)
-        entity = ENTITIES[type_name]
+        entity = DECLARATIONS[type_name]
         plan = ObjectPlan(type_name)
         for key, field_details in self.subfields(type_, details).items():
             name = field_details[0].node.name.value
@@ -400,7 +401,10 @@ class Compiler:
             field_def = root_type.fields[name]
             non_null = isinstance(field_def.type, GraphQLNonNull)
             root = FieldPlan(key, name, LEAF, non_null, nodes, root_type.name)
-            plans.append(roots.compile_root(self, root, field_def, details))
+            if self.operation.operation == OperationType.MUTATION:
+                plans.append(roots.compile_mutation(self, root, field_def, details))
+            else:
+                plans.append(roots.compile_root(self, root, field_def, details))
         return OperationPlan(plans, self.columns)
 
 

@@ -97,7 +97,7 @@ class ValueField:
 
 
 # Root kinds
-NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME = range(5)
+NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME, MUTATION = range(6)
 
 
 @dataclass(eq=False)

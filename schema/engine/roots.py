@@ -26,6 +26,7 @@ from schema.analytics import ChatEventBucket
 from schema.common import page_size
 from schema.engine.plan import (
     LISTING,
+    MUTATION,
     NODES,
     ROOT_TYPENAME,
     VALUE,
@@ -40,7 +41,15 @@ if TYPE_CHECKING:
     from schema.engine.compile import Compiler
     from schema.engine.run import Run
 
-__all__ = ["ROOT_TYPENAME", "compile_root", "fetch_listing", "fetch_value", "fetch_viewer"]
+__all__ = [
+    "ROOT_TYPENAME",
+    "compile_mutation",
+    "compile_root",
+    "fetch_listing",
+    "fetch_value",
+    "fetch_viewer",
+    "run_mutation",
+]
 
 CONVERSATIONS = ["V1Conversation", "V2Conversation"]
 
@@ -229,3 +238,27 @@ async def fetch_viewer(run: Run) -> Any:
 
 def visible_to_anonymous(type_name: str) -> bool:
     return ENTITIES[type_name].public
+
+
+def compile_mutation(
+    compiler: Compiler, root: FieldPlan, field_def: GraphQLField, details: FieldDetailsList
+) -> RootPlan:
+    """A mutation: its input (checked by the mutation itself, before it sends anything) and
+    the plan of its payload's selection, which the engine reads like any other."""
+    payload = get_named_type(field_def.type).name
+    root.targets[payload] = compiler.object_plan(payload, details)
+    return RootPlan(root, MUTATION, args=compiler.arguments(field_def, details))
+
+
+async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:
+    """Write, then the payload's row (its type and the values of its declared keys)."""
+    context, given = run.context, plan.args["input"]
+    if plan.field.name == "migrateConversation":
+        row, already = await migrations.migrate(
+            context, given.conversation_id, given.project_id
+        )
+        row["already_migrated"] = already
+    else:
+        row = await migrations.revert(context, given.conversation_id)
+    (payload,) = plan.field.targets
+    return payload, (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))

@@ -39,6 +39,7 @@ from schema.engine.plan import (
     ONE,
     PAGE,
     PAGE_INFO,
+    ROOT_TYPENAME,
     START,
     TOTAL,
     TYPENAME,
@@ -240,6 +241,34 @@ class Run:
                 if f.non_null:
                     return None
                 data[f.key] = None
+        return data
+
+    async def execute_serially(self) -> dict[str, Any] | None:
+        """A mutation's fields, one after the other: each writes, then its payload is read (as
+        the viewer, with nothing remembered from an earlier field's reads)."""
+        data: dict[str, Any] = {}
+        for root in self.plan.roots:
+            f = root.field
+            if root.kind == ROOT_TYPENAME:
+                data[f.key] = f.literal
+                continue
+            self._loaders.clear()
+            self._found.clear()
+            self._pages.clear()
+            self._path = [f.key]
+            try:
+                payload, row = await roots.run_mutation(self, root)
+                await self.expand([(f.targets[payload], row)])
+            except Exception as error:
+                self.errors.append(located_error(error, list(f.nodes), [f.key]))
+                if f.non_null:
+                    return None
+                data[f.key] = None
+                continue
+            try:
+                data[f.key] = self.nested(f.targets[payload], row, f.non_null)
+            except Propagate:
+                return None
         return data
 
     async def load_root(self, root: RootPlan) -> Any:
