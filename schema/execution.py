@@ -238,7 +238,10 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         run = Run(plan, self.context_value)
 
         async def execute() -> Any:
-            data = await (run.execute_serially() if serially else run.execute())
+            try:
+                data = await (run.execute_serially() if serially else run.execute())
+            finally:
+                run.release()
             self.collected_errors.errors.extend(run.errors)
             return data
 

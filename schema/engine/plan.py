@@ -109,6 +109,8 @@ class RootPlan:
     ids: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     single: bool = False
     value: ValuePlan | None = None
+    # The generated writers of the field's value (``schema.engine.writer.root_writers``).
+    writers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(eq=False)

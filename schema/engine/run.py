@@ -12,6 +12,7 @@ path and nulls the nearest nullable ancestor.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
@@ -25,40 +26,22 @@ from gateway.store import select
 from gateway.store.graph import ENTITIES, Page
 from schema.engine import roots
 from schema.engine.plan import (
-    CURSOR,
-    DBID,
-    END,
-    HAS_NEXT,
-    ID,
-    LEAF,
     LISTING,
-    LITERAL,
     MANY,
-    NODE,
+    MUTATION,
     NODES,
-    ONE,
     PAGE,
-    PAGE_INFO,
     ROOT_TYPENAME,
-    START,
-    TOTAL,
-    TYPENAME,
     VALUE,
     VIEWER,
-    ConnectionPlan,
     FieldPlan,
     ObjectPlan,
     OperationPlan,
     PageResult,
-    Part,
     RootPlan,
     ValuePlan,
 )
-from schema.ids import encode_cursor, to_global_id
-
-
-class Propagate(Exception):
-    """A null reached a non-null field; its error is recorded, its parent becomes null."""
+from schema.engine.writer import Propagate, flatten
 
 
 class Run:
@@ -67,9 +50,8 @@ class Run:
         self.context = context
         self.errors: list[GraphQLError] = []
         self._loaders: dict[str, DataLoader[UUID, Any]] = {}
-        self._found: dict[str, dict[UUID, Any]] = {}
-        self._pages: dict[int, dict[UUID, PageResult]] = {}
-        self._path: list[str | int] = []
+        self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
+        self._pages: defaultdict[int, dict[UUID, PageResult]] = defaultdict(dict)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -85,13 +67,9 @@ class Run:
     def remember(self, type_name: str, rows: Iterable[Any]) -> None:
         """Rows read in the operation's layout of ``type_name``: later loads of them by id
         need no statement (a reply to a message of the same page, a repeated profile)."""
-        found = self._found.setdefault(type_name, {})
-        loader = self.loader(type_name)
+        found = self._found[type_name]
         for row in rows:
-            key = row[0]
-            if key not in found:
-                found[key] = row
-                loader.prime(key, row)
+            found.setdefault(row[0], row)
 
     def loader(self, type_name: str) -> DataLoader[UUID, Any]:
         loader = self._loaders.get(type_name)
@@ -112,8 +90,10 @@ class Run:
     async def load_keys(self, keys: Sequence[tuple[str, UUID]]) -> None:
         """Rows by (type, id), one statement per type."""
         by_type: dict[str, list[UUID]] = {}
+        found = self._found
         for type_name, key in keys:
-            by_type.setdefault(type_name, []).append(key)
+            if key not in found[type_name]:
+                by_type.setdefault(type_name, []).append(key)
         await asyncio.gather(*(self.loader(t).load_many(ids) for t, ids in by_type.items()))
 
     # -- the load phase --------------------------------------------------------------------------
@@ -138,8 +118,13 @@ class Run:
                     follows.append((f, keys))
                     for type_name, key in keys:
                         wanted.setdefault(type_name, {})[key] = None
+            found = self._found
+            missing = {
+                t: [k for k in keys if k not in found[t]] for t, keys in wanted.items()
+            }
+            missing = {t: keys for t, keys in missing.items() if keys}
             paged = await asyncio.gather(
-                *(self.loader(t).load_many(list(keys)) for t, keys in wanted.items()),
+                *(self.loader(t).load_many(keys) for t, keys in missing.items()),
                 *(self.follow_page(f, rows) for f, rows in pages),
             )
             level = []
@@ -149,7 +134,7 @@ class Run:
                     row = self.found(type_name, key)
                     if target is not None and target.relations and row is not None:
                         level.append((target, row))
-            for next_pairs in paged[len(wanted):]:
+            for next_pairs in paged[len(missing):]:
                 level.extend(next_pairs)
 
     def keys_of(self, f: FieldPlan, rows: list[Any]) -> list[tuple[str, UUID]]:
@@ -211,6 +196,14 @@ class Run:
 
     # -- the root --------------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Drop the request's rows and loaders. The loaders' batch functions refer back to the
+        run: without this, every row of the response would wait for the cycle collector
+        (hundreds of records per request, and gen-2 collections growing with them)."""
+        self._loaders.clear()
+        self._found.clear()
+        self._pages.clear()
+
     async def execute(self) -> dict[str, Any] | None:
         """The response's data (None when a non-null root field is null); ``errors`` holds
         the field errors. Each root field's own rows are read apart (one that fails is null
@@ -234,7 +227,6 @@ class Run:
                     return None
                 data[f.key] = None
                 continue
-            self._path = [f.key]
             try:
                 data[f.key] = self.write_root(root, value)
             except Propagate:
@@ -255,7 +247,6 @@ class Run:
             self._loaders.clear()
             self._found.clear()
             self._pages.clear()
-            self._path = [f.key]
             try:
                 payload, row = await roots.run_mutation(self, root)
                 await self.expand([(f.targets[payload], row)])
@@ -266,7 +257,7 @@ class Run:
                 data[f.key] = None
                 continue
             try:
-                data[f.key] = self.nested(f.targets[payload], row, f.non_null)
+                data[f.key] = self.write_root(root, (payload, row))
             except Propagate:
                 return None
         return data
@@ -304,182 +295,43 @@ class Run:
     def write_root(self, root: RootPlan, value: Any) -> Any:
         f = root.field
         kind = root.kind
+        path = (None, f.key)
+        found, pages, writers = self._found, self._pages, root.writers
         if kind == LISTING:
-            assert f.connection is not None
-            return self.write_connection(f.connection, value)
+            return writers[""](value, path, found, pages, self)
         if kind == NODES:
             written = []
             for index, (type_name, row) in enumerate(value):
-                self._path.append(index)
-                written.append(self.nested(f.targets[type_name], row, False))
-                self._path.pop()
+                writer = writers.get(type_name)
+                here = path if root.single else (path, index)
+                try:
+                    node = None if row is None or writer is None else writer(
+                        row, here, found, pages, self
+                    )
+                except Propagate:
+                    node = None  # Node is nullable, in ``node`` and in ``nodes``
+                written.append(node)
             return written[0] if root.single else written
         if kind == VIEWER:
-            return None if value is None else self.nested(f.targets["Profile"], value, False)
+            if value is None:
+                return None
+            try:
+                return writers["Profile"](value, path, found, pages, self)
+            except Propagate:
+                return None
+        if kind == MUTATION:
+            payload, row = value
+            return writers[payload](row, path, found, pages, self)
         if kind == VALUE:
             assert root.value is not None
             return self.write_value(root.value, value, f.non_null, listed=isinstance(value, list))
         return f.literal
 
-    # -- the write phase ---------------------------------------------------------------------
-
-    def fail(self, nodes: Sequence[Any], message: str) -> None:
-        self.errors.append(located_error(TypeError(message), list(nodes), list(self._path)))
+    def null(self, nodes: Sequence[Any], path: Any, message: str) -> None:
+        """A null in a non-null field: its error, then ``Propagate`` to the nearest nullable
+        parent (called by the generated writers)."""
+        self.errors.append(located_error(TypeError(message), list(nodes), flatten(path)))
         raise Propagate
-
-    def nested(self, plan: ObjectPlan, row: Any, non_null: bool) -> Any:
-        """The object of ``row`` (null when it is None or a non-null field of it is null)."""
-        if row is None:
-            return None
-        try:
-            return self.write_object(plan, row)
-        except Propagate:
-            if non_null:
-                raise
-            return None
-
-    def write_object(self, plan: ObjectPlan, row: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        path = self._path
-        for f in plan.fields:
-            kind = f.kind
-            if kind == LEAF:
-                value = row[f.column]
-                if value is not None and f.convert is not None:
-                    value = f.convert(value)
-            elif kind == ID:
-                value = to_global_id(plan.type_name, row[0])
-            elif kind == DBID:
-                value = str(row[0])
-            elif kind == TYPENAME or kind == LITERAL:
-                value = f.literal
-            else:
-                path.append(f.key)
-                try:
-                    value = self.write_relation(f, row)
-                finally:
-                    path.pop()
-            if value is None and f.non_null:
-                path.append(f.key)
-                try:
-                    self.fail(f.nodes, f"Cannot return null for non-nullable field "
-                                       f"{plan.type_name}.{f.name}.")
-                finally:
-                    path.pop()
-            out[f.key] = value
-        return out
-
-    def write_relation(self, f: FieldPlan, row: Any) -> Any:
-        kind = f.kind
-        if kind == ONE:
-            key = row[f.column]
-            type_name = self.target_of(f, row) if key is not None else None
-            if type_name is None or type_name not in f.targets:
-                return None
-            return self.nested(f.targets[type_name], self.found(type_name, key), f.non_null)
-        if kind == MANY:
-            ((type_name, plan),) = f.targets.items()
-            found = self._found.get(type_name, {})
-            written: list[dict[str, Any]] = []
-            path = self._path
-            for key in row[f.column] or ():
-                child = found.get(key)
-                if child is None:
-                    continue  # not visible (or gone): left out of the list
-                path.append(len(written))
-                try:
-                    written.append(self.write_object(plan, child))
-                except Propagate:
-                    if f.non_null:
-                        raise
-                    return None
-                finally:
-                    path.pop()
-            return written
-        assert f.connection is not None
-        page = self._pages.get(id(f), {}).get(row[0])
-        if page is None:
-            page = PageResult([], False, 0)
-        try:
-            return self.write_connection(f.connection, page)
-        except Propagate:
-            if f.non_null:
-                raise
-            return None
-
-    def write_connection(self, connection: ConnectionPlan, page: PageResult) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        items = page.items
-        path = self._path
-        for part in connection.parts:
-            kind = part.kind
-            if kind == TOTAL:
-                value: Any = page.total or 0
-            elif kind == TYPENAME:
-                value = part.literal
-            elif kind == PAGE_INFO:
-                value = {}
-                for sub in part.parts:
-                    if sub.kind == HAS_NEXT:
-                        value[sub.key] = page.has_next
-                    elif sub.kind == START:
-                        value[sub.key] = self.cursor(connection, items[0]) if items else None
-                    elif sub.kind == END:
-                        value[sub.key] = self.cursor(connection, items[-1]) if items else None
-                    else:
-                        value[sub.key] = sub.literal
-            else:
-                path.append(part.key)
-                try:
-                    value = self.write_edges(connection, part, items)
-                finally:
-                    path.pop()
-            out[part.key] = value
-        return out
-
-    def write_edges(
-        self, connection: ConnectionPlan, part: Part, items: list[tuple[str, Any, Any]]
-    ) -> list[dict[str, Any]]:
-        edges = []
-        path = self._path
-        for index, item in enumerate(items):
-            path.append(index)
-            try:
-                edges.append(self.write_edge(connection, part, item))
-            finally:
-                path.pop()
-        return edges
-
-    def write_edge(
-        self, connection: ConnectionPlan, part: Part, item: tuple[str, Any, Any]
-    ) -> dict[str, Any]:
-        edge: dict[str, Any] = {}
-        for sub in part.parts:
-            if sub.kind == CURSOR:
-                edge[sub.key] = self.cursor(connection, item)
-            elif sub.kind == NODE:
-                type_name, row, _ = item
-                plan = connection.targets.get(type_name)
-                self._path.append(sub.key)
-                try:
-                    node = None if plan is None else self.nested(plan, row, True)
-                    if node is None:
-                        self.fail(
-                            sub.nodes,
-                            f"Cannot return null for non-nullable field "
-                            f"{connection.node_type}Edge.node.",
-                        )
-                finally:
-                    self._path.pop()
-                edge[sub.key] = node
-            else:
-                edge[sub.key] = sub.literal
-        return edge
-
-    @staticmethod
-    def cursor(connection: ConnectionPlan, item: tuple[str, Any, Any]) -> str:
-        _, row, first = item
-        return encode_cursor(connection.cursor_kind, first, row[0])
 
     # -- values computed in Python ------------------------------------------------------------
 
