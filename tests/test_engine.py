@@ -1,20 +1,27 @@
-"""The read engine (``schema.engine``) answers exactly as the per-field resolvers do.
+"""The read engine (``schema.engine``) answers exactly as the per-field resolvers did.
 
-Every query runs twice over the same data: through the gateway (the engine) and through a
-gateway whose queries run through the resolvers (``build_schema(reference=True)``, what
-mutation payloads still use). The responses must be equal, byte for byte once parsed, and the
-engine's must cost few statements, whatever the page size (one per entity and level)."""
+Every query of the corpus runs through the gateway over the same data, and its response must be
+the one the per-field resolvers gave (``build_schema(reference=True)``): same keys in the same
+order, same values. Those answers are kept in ``tests/engine_corpus.json``, recorded from the
+resolvers with ``ENGINE_CORPUS=record pytest tests/test_engine.py``, so the corpus outlives
+them. The data are the same on every run: the factories' ids come from a seeded generator and
+the instants the database stamped (``DEFAULT now()``) are set to fixed ones. The engine's
+requests must also cost few statements, whatever the page size (one per entity and level)."""
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +30,9 @@ from gateway.app import create_app
 from gateway.db import StatementCounter
 from gateway.settings import Settings
 from schema import build_schema
+from tests import factories
 from tests.factories import (
+    BASE,
     at,
     insert,
     make_document,
@@ -118,7 +127,7 @@ query Parts {
 
 
 # Statements an engine request may send: one per entity and level (and a count per page).
-MAX_READS = 24
+MAX_READS = 32
 
 
 @pytest.fixture
@@ -128,9 +137,95 @@ async def plans(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.
 
 
 @pytest.fixture
-async def resolvers(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def reference(engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway whose operations run through the per-field resolvers."""
     async with _client(engine, settings, reference=True) as c:
         yield c
+
+
+CORPUS = Path(__file__).with_name("engine_corpus.json")
+RECORDING = os.environ.get("ENGINE_CORPUS") == "record"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Iterator[dict[str, str]]:
+    answers: dict[str, str] = orjson.loads(CORPUS.read_bytes()) if CORPUS.exists() else {}
+    yield answers
+    if RECORDING:
+        CORPUS.write_bytes(orjson.dumps(answers, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+class Oracle:
+    """The resolvers' answers, in the order a test asks its questions."""
+
+    def __init__(self, answers: dict[str, str], test: str, reference: httpx.AsyncClient):
+        self.answers = answers
+        self.test = test
+        self.reference = reference
+        self.asked = 0
+
+    async def answer(
+        self, query: str, variables: dict[str, Any] | None, *, user: uuid.UUID | None
+    ) -> dict[str, Any]:
+        key = f"{self.test}#{self.asked}"
+        self.asked += 1
+        if RECORDING:
+            body = await gql(self.reference, query, variables, user=user)
+            self.answers[key] = canonical(body)
+        assert key in self.answers, f"{key} is not in {CORPUS.name}: ENGINE_CORPUS=record"
+        return orjson.loads(self.answers[key])  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def resolvers(
+    corpus: dict[str, str], request: pytest.FixtureRequest, reference: httpx.AsyncClient
+) -> Oracle:
+    return Oracle(corpus, request.node.name, reference)
+
+
+def canonical(body: dict[str, Any]) -> str:
+    """The response as JSON text, without the request ids of masked errors."""
+    return orjson.dumps(_without_request_ids(body)).decode()
+
+
+@pytest.fixture(autouse=True)
+def seeded_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factories' ids from a seeded generator: the same data, in the same order (ties
+    of equal instants are broken by id), on every run."""
+    rng = random.Random(2026)
+
+    class SeededUuid:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(uuid, name)
+
+        @staticmethod
+        def uuid4() -> uuid.UUID:
+            return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+    monkeypatch.setattr(factories, "uuid", SeededUuid())
+
+
+# Instants the database stamped (``DEFAULT now()``) are later than this; the factories' own
+# are around ``factories.BASE``.
+STAMPED_AFTER = BASE + timedelta(days=60)
+
+
+async def settle_clock(owner: asyncpg.Connection) -> None:
+    """Every instant the database stamped, set to a fixed one in the same order."""
+    columns = await owner.fetch(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        "WHERE data_type = 'timestamp with time zone' AND table_schema IN ('public', 'analytics')"
+        " ORDER BY 1, 2, 3"
+    )
+    for c in columns:
+        table = f'"{c["table_schema"]}"."{c["table_name"]}"'
+        column = f'"{c["column_name"]}"'
+        await owner.execute(
+            f"UPDATE {table} t SET {column} = $1::timestamptz + r.n * interval '1 second' "
+            f"FROM (SELECT id, row_number() OVER (ORDER BY {column}, id) AS n FROM {table} "
+            f"WHERE {column} > $1) r WHERE t.id = r.id",
+            STAMPED_AFTER,
+        )
 
 
 def _client(engine: AsyncEngine, settings: Settings, reference: bool = False) -> httpx.AsyncClient:
@@ -202,29 +297,31 @@ async def data(owner: asyncpg.Connection) -> dict[str, uuid.UUID]:
     # A conversation of ``user`` in a project of ``other``: visible, its project is not.
     hidden = await make_project(owner, other, name="Ailleurs")
     await make_v2_conversation(owner, user, project_id=hidden, last=20, messages=1)
+    await settle_clock(owner)
     return {"admin": admin, "user": user, "other": other}
 
 
 async def both(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     query: str,
     variables: dict[str, Any] | None = None,
     *,
     user: uuid.UUID | None,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The engine's answer, the resolvers' and the engine's read statements."""
     statements.reset()
     planned = await gql(plans, query, variables, user=user)
     reads = statements.reads
-    expected = await gql(resolvers, query, variables, user=user)
+    expected = await resolvers.answer(query, variables, user=user)
     return planned, expected, reads
 
 
 def same(planned: dict[str, Any], expected: dict[str, Any]) -> None:
-    if planned != expected:
-        # strip request ids from masked errors before the detailed diff
-        raise AssertionError(f"plan:\n{planned}\n\nresolvers:\n{expected}")
+    """Equal answers, keys in the same order (request ids of masked errors aside)."""
+    if canonical(planned) != canonical(expected):
+        raise AssertionError(f"engine:\n{planned}\n\nresolvers:\n{expected}")
 
 
 @pytest.mark.parametrize("viewer", ["admin", "user"])
@@ -242,7 +339,7 @@ def same(planned: dict[str, Any], expected: dict[str, Any]) -> None:
 )
 async def test_every_field_equals_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     viewer: str,
@@ -262,7 +359,7 @@ async def test_every_field_equals_the_resolver_path(
 
 async def test_pages_follow_the_cursors_of_both_paths(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
 ) -> None:
@@ -312,17 +409,17 @@ query Walk($id: ID!, $after: String) { node(id: $id) { ... on Conversation {
 
 async def test_message_cursors_reach_the_messages_without_an_instant(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
 ) -> None:
     """Messages run oldest first with the ones without ``created_at`` last; walking them one
     page at a time reaches every message, on both paths (an ``after`` cursor of, or before, a
     message without an instant used to select nothing)."""
-    listing = await gql(
-        resolvers,
+    listing = await resolvers.answer(
         "{ conversations(first: 50) { edges { node { id"
         " messages(first: 100) { edges { node { id createdAt } } } } } } }",
+        None,
         user=data["user"],
     )
     walked_past_null = 0
@@ -363,7 +460,7 @@ query Replies($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Co
 @pytest.mark.parametrize("first", [1, 2, 10])
 async def test_reply_targets_in_and_out_of_the_page_equal_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     owner: asyncpg.Connection,
     data: dict[str, uuid.UUID],
@@ -393,6 +490,7 @@ async def test_reply_targets_in_and_out_of_the_page_equal_the_resolver_path(
                 created_at=at(i),
             )
         )
+    await settle_clock(owner)
     user = data["admin"] if viewer == "admin" else data["user"]
     replies: list[dict[str, Any] | None] = []
     after = None
@@ -434,7 +532,7 @@ async def test_reply_targets_in_and_out_of_the_page_equal_the_resolver_path(
 )
 async def test_reference_shapes_equal_the_resolver_path_in_few_statements(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     query: str,
@@ -468,7 +566,7 @@ async def test_reference_shapes_equal_the_resolver_path_in_few_statements(
 )
 async def test_every_root_field_equals_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     query: str,
@@ -495,7 +593,7 @@ async def test_every_root_field_equals_the_resolver_path(
 )
 async def test_a_refused_argument_at_any_depth_sends_no_sql(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     query: str,
@@ -515,7 +613,7 @@ async def test_a_refused_argument_at_any_depth_sends_no_sql(
 
 async def test_a_hidden_non_null_project_gets_the_resolver_paths_error(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
 ) -> None:
@@ -562,14 +660,14 @@ NODE_TABLES = {
 @pytest.mark.parametrize("viewer", ["admin", "user"])
 async def test_node_and_nodes_equal_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     owner: asyncpg.Connection,
     viewer: str,
 ) -> None:
     # given two rows of every planned node type (some not visible to ``user``) and a missing id
-    ids = [gid(t, uuid.uuid4()) for t in ("V2Conversation", "City")]
+    ids = [gid(t, uuid.UUID(int=n)) for n, t in enumerate(("V2Conversation", "City"))]
     for type_name, table in NODE_TABLES.items():
         for row in await owner.fetch(f"SELECT id FROM {table} ORDER BY id LIMIT 2"):
             ids.append(gid(type_name, row["id"]))
@@ -595,7 +693,7 @@ async def test_node_and_nodes_equal_the_resolver_path(
 
 async def test_anonymous_viewers_get_the_empty_listing(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
 ) -> None:
@@ -688,7 +786,7 @@ def _unique_aliases(parts: list[str]) -> list[str]:
 @pytest.mark.parametrize("seed", range(12))
 async def test_random_selections_equal_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    resolvers: Oracle,
     statements: StatementCounter,
     data: dict[str, uuid.UUID],
     seed: int,
@@ -729,7 +827,7 @@ mutation Migrate($id: ID!) {
 
 async def test_a_mutation_payload_equals_the_resolver_path(
     plans: httpx.AsyncClient,
-    resolvers: httpx.AsyncClient,
+    reference: httpx.AsyncClient,
     statements: StatementCounter,
     owner: asyncpg.Connection,
     data: dict[str, uuid.UUID],
@@ -742,7 +840,7 @@ async def test_a_mutation_payload_equals_the_resolver_path(
     variables = {"id": gid("V1Conversation", conversation)}
 
     # when the resolvers migrate it, then the engine asks again (the first result, as a repeat)
-    first = await gql(resolvers, MIGRATE, variables, user=data["user"])
+    first = await gql(reference, MIGRATE, variables, user=data["user"])
     statements.reset()
     again = await gql(plans, MIGRATE, variables, user=data["user"])
 
