@@ -25,7 +25,9 @@ One run, one machine, every figure side by side:
 Workloads: R1 the first 50 v2 conversations with project, city and first 10 messages;
 R2 the mixed v1/v2 reference query of the unified-graph issue (``tests/test_statement_count``)
 at ``first: 50``; R3 ``node(id:)`` of random conversations of both stores; R4
-``chatEventStats(groupBy: [SOURCE, DAY])`` over the events. R5 (bulk migration) is
+``chatEventStats(groupBy: [SOURCE, DAY])`` over the events; R6 a connection nested under a
+list (20 projects, each with a page of 10 conversations and their ``totalCount``, each with
+its first 5 messages), beside PostGraphile's same shape. R5 (bulk migration) is
 ``python -m bench.bulk_migration``.
 
 A benchmark, not a test: absolute figures depend on the machine (wrk shares its cores with the
@@ -187,7 +189,7 @@ def r3_targets(scale: Scale, count: int = R3_IDS, seed: int = 3) -> list[tuple[s
 
 
 def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
-    from schema.ids import to_global_id
+    from resolvers.ids import to_global_id
 
     targets = r3_targets(scale)
     r3_gateway = [

@@ -1,4 +1,4 @@
-"""The request context: who is asking, their lazily opened transaction, and their loaders.
+"""The request context: who is asking and their lazily opened transaction.
 
 The transaction opens on the first statement, so a request refused before execution (limits,
 validation, an anonymous viewer asking for private data) sends no SQL at all.
@@ -19,7 +19,6 @@ from sqlalchemy.pool import QueuePool
 from gateway.db import Db, Viewer, end_transaction, open_transaction, pool_capacity
 from gateway.settings import Settings
 from gateway.store import shared
-from loaders import Loaders, build_loaders
 
 
 class ConnectionGate:
@@ -81,7 +80,6 @@ class Context:
     engine: AsyncEngine
     viewer: Viewer
     request_id: str
-    _loaders: Loaders | None = field(default=None, init=False)
     _conn: AsyncConnection | None = field(default=None, init=False)
     _db: Db | None = field(default=None, init=False)
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -89,14 +87,6 @@ class Context:
     _finished: bool = field(default=False, init=False)
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
-
-    @property
-    def loaders(self) -> Loaders:
-        """The request's loaders, built on first use: a request answered by an SQL plan (or
-        refused before execution) needs none, and building them cost ~65 µs."""
-        if self._loaders is None:
-            self._loaders = build_loaders(self.db)
-        return self._loaders
 
     async def db(self) -> Db:
         """The request's transaction, opened (as the viewer) on first use."""

@@ -1,19 +1,24 @@
-"""``Query.chatEvents`` and ``Query.chatEventStats``."""
+"""``Query.chatEvents``' filter and ``Query.chatEventStats``."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gateway.context import Context
 from gateway.store import analytics as store
 from resolvers.arguments import aware
-from schema.analytics import ChatEvent, ChatEventBucket, ChatEventFilter, ChatEventGroupBy
-from schema.common import Connection, Info, build_connection, page_size
-from schema.ids import encode_cursor, expect_id, time_keyset
+from resolvers.ids import expect_id
 
 
-def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
+def to_store_filter(f: Any) -> store.EventFilter:
+    """The ``ChatEventFilter`` input (ids decoded, instants checked) as the store's."""
     if f is None:
         return store.EventFilter()
     return store.EventFilter(
-        source=f.source.value if f.source else None,
+        source=getattr(f.source, "value", None),
         start=aware(f.from_, "from"),
         end=aware(f.to, "to"),
         user_id=expect_id(f.user_id, "Profile", argument="userId")[1] if f.user_id else None,
@@ -26,35 +31,33 @@ def to_store_filter(f: ChatEventFilter | None) -> store.EventFilter:
     )
 
 
-async def chat_events(
-    info: Info, filter: ChatEventFilter | None, first: int | None, after: str | None
-) -> Connection[ChatEvent]:
-    limit = page_size(first)
-    criteria = to_store_filter(filter)
-    keyset = time_keyset("event", after)
-    context = info.context
-    if context.is_anonymous:
-        return Connection.empty()
-    rows = await store.page(await context.db(), criteria, after=keyset, limit=limit + 1)
+@dataclass(frozen=True)
+class Bucket:
+    """A ``ChatEventBucket``: ``source`` as stored (``'v1'``/``'v2'``), NULL where not
+    grouped by."""
 
-    async def count() -> int:
-        return await store.count(await context.db(), criteria)
-
-    return build_connection(
-        rows,
-        limit,
-        ChatEvent.from_row,
-        lambda r: encode_cursor("event", r["created_at"], r["id"]),
-        count,
-    )
+    source: str | None
+    day: dt.date | None
+    model_name: str | None
+    events: int
+    tokens_total: int
+    cost_total: Decimal
 
 
 async def chat_event_stats(
-    info: Info, filter: ChatEventFilter | None, group_by: list[ChatEventGroupBy] | None
-) -> list[ChatEventBucket]:
-    criteria = to_store_filter(filter)
-    if info.context.is_anonymous:
+    context: Context, criteria: store.EventFilter, groups: list[str]
+) -> list[Bucket]:
+    if context.is_anonymous:
         return []
-    groups = [g.value for g in group_by or []]
-    rows = await store.stats(await info.context.db(), criteria, groups)
-    return [ChatEventBucket.from_row(r) for r in rows]
+    rows = await store.stats(await context.db(), criteria, groups)
+    return [
+        Bucket(
+            source=r["source"],
+            day=r["day"],
+            model_name=r["model"],
+            events=r["events"],
+            tokens_total=int(r["tokens_total"]),
+            cost_total=r["cost_total"],
+        )
+        for r in rows
+    ]

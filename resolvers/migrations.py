@@ -7,6 +7,7 @@ same transaction, then the transaction switches back to the viewer for the paylo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from gateway.context import Context
@@ -14,13 +15,7 @@ from gateway.db import Viewer, become
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gateway.store import migration as store
 from gateway.store import verify
-from schema.ids import expect_id
-from schema.migration import (
-    MigrationProblem,
-    MigrationReport,
-    MigrationStatus,
-    MigrationStatusCount,
-)
+from resolvers.ids import expect_id
 
 
 async def _as_service(context: Context) -> None:
@@ -97,32 +92,36 @@ async def revert(context: Context, conversation_id: str) -> dict[str, object]:
     return dict(reverted)
 
 
-def _problem(problem: verify.Problem) -> MigrationProblem:
-    return MigrationProblem(
-        kind=problem.kind,
-        description=verify.KINDS.get(problem.kind, problem.kind),
-        detail=problem.detail,
-        messages=problem.messages,
-        v1_conversation_id=problem.v1_conversation_id,
-        v2_conversation_id=problem.v2_conversation_id,
-    )
+@dataclass(frozen=True)
+class StatusCount:
+    status: str  # as stored: 'pending', 'completed', …
+    count: int
 
 
-async def report(context: Context) -> MigrationReport | None:
+@dataclass(frozen=True)
+class Report:
+    statuses: list[StatusCount]
+    not_migrated: int
+    failed: list[verify.Problem]  # with ``description``, as ``MigrationProblem`` has
+    problems: list[verify.Problem]
+    ok: bool
+
+
+async def report(context: Context) -> Report | None:
     """Parity of the migrations the viewer can see (all of them for admins and the service
     role); null for anonymous viewers."""
     if context.is_anonymous:
         return None
     result = await verify.verify(await context.db())
-    problems = [_problem(p) for p in result.problems]
-    return MigrationReport(
+    problems = list(result.problems)
+    return Report(
         statuses=[
-            MigrationStatusCount(status=MigrationStatus(status), count=count)
+            StatusCount(status=status, count=count)
             for status, count in result.statuses.items()
             if status in verify.STATUSES
         ],
         not_migrated=result.not_migrated,
-        failed=[_problem(p) for p in result.failed],
+        failed=list(result.failed),
         problems=problems,
         ok=not problems,
     )

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
 from uuid import UUID
 
 import strawberry
 
-from schema.common import Info, Node
-from schema.conversation import V1Conversation, V2Conversation, conversation_from_row
-from schema.ids import to_global_id
+from schema.common import Node
+from schema.conversation import V1Conversation, V2Conversation
 from schema.project import Project
-
-T = TypeVar("T")
 
 
 @strawberry.enum
@@ -32,63 +28,9 @@ class Migration(Node):
     migrated_at: datetime | None
     reverted_at: datetime | None
     error_message: str | None
-    v1_conversation_id: strawberry.Private[UUID | None]
-    v2_conversation_id: strawberry.Private[UUID | None]
-    v2_project_id: strawberry.Private[UUID | None]
-
-    @classmethod
-    def from_row(cls, row: Any) -> Migration:
-        return cls(
-            id=strawberry.ID(to_global_id("Migration", row["id"])),
-            database_id=row["id"],
-            status=MigrationStatus(row["migration_status"]),
-            migrated_at=row["migrated_at"],
-            reverted_at=row["reverted_at"],
-            error_message=row["error_message"],
-            v1_conversation_id=row["v1_conversation_id"],
-            v2_conversation_id=row["v2_conversation_id"],
-            v2_project_id=row["v2_project_id"],
-        )
-
-    @strawberry.field
-    async def v1_conversation(self, info: Info) -> V1Conversation | None:
-        return await load_v1(info, self.v1_conversation_id)
-
-    @strawberry.field
-    async def v2_conversation(self, info: Info) -> V2Conversation | None:
-        return await load_v2(info, self.v2_conversation_id)
-
-    @strawberry.field
-    async def project(self, info: Info) -> Project | None:
-        return await load_project(info, self.v2_project_id)
-
-
-async def load_v1(info: Info, conversation_id: UUID | None) -> V1Conversation | None:
-    if conversation_id is None:
-        return None
-    row = await info.context.loaders.v1_conversation.load(conversation_id)
-    return conversation_from_row(row) if row else None  # type: ignore[return-value]
-
-
-async def load_v2(info: Info, conversation_id: UUID | None) -> V2Conversation | None:
-    if conversation_id is None:
-        return None
-    row = await info.context.loaders.v2_conversation.load(conversation_id)
-    return conversation_from_row(row) if row else None  # type: ignore[return-value]
-
-
-async def load_project(info: Info, project_id: UUID | None) -> Project | None:
-    if project_id is None:
-        return None
-    row = await info.context.loaders.project.load(project_id)
-    return Project.from_row(row) if row else None
-
-
-def visible(value: T | None, what: str) -> T:
-    """A payload object the mutation just wrote must be visible to its viewer."""
-    if value is None:
-        raise LookupError(f"{what} is not visible")
-    return value
+    v1_conversation: V1Conversation | None
+    v2_conversation: V2Conversation | None
+    project: Project | None
 
 
 @strawberry.input
@@ -110,25 +52,14 @@ class RevertMigrationInput:
 class MigrateConversationPayload:
     migration: Migration
     already_migrated: bool
-
-    @strawberry.field
-    async def conversation(self, info: Info) -> V2Conversation:
-        migration = self.migration
-        return visible(await load_v2(info, migration.v2_conversation_id), "migrated conversation")
-
-    @strawberry.field
-    async def project(self, info: Info) -> Project:
-        return visible(await load_project(info, self.migration.v2_project_id), "migrated project")
+    conversation: V2Conversation
+    project: Project
 
 
 @strawberry.type
 class RevertMigrationPayload:
     migration: Migration
-
-    @strawberry.field
-    async def v1_conversation(self, info: Info) -> V1Conversation:
-        migration = self.migration
-        return visible(await load_v1(info, migration.v1_conversation_id), "reverted conversation")
+    v1_conversation: V1Conversation
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.conftest import bearer
 
 

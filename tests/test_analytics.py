@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.db import StatementCounter
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.factories import at, insert, make_event, make_user
 from tests.graphql import codes, gql, ok
 

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
 
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.conftest import bearer
 from tests.test_isolation import World, everyone, private_ids, world  # noqa: F401
 

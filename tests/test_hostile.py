@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from gateway.store import shared
-from schema.ids import encode_cursor, to_global_id
+from resolvers.ids import encode_cursor, to_global_id
 from tests.conftest import Server, bearer, create_database, drop_database
 
 USER = "7d6c1f0a-2b3e-4c5d-8e9f-0a1b2c3d4e5f"

@@ -27,7 +27,7 @@ from gateway.context import ConnectionGate, Context
 from gateway.db import StatementCounter, Viewer, create_engine
 from gateway.settings import Settings
 from gateway.store import shared
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.conftest import Server, bearer
 from tests.factories import (
     insert,

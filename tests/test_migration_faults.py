@@ -43,7 +43,7 @@ from gateway.app import create_app
 from gateway.db import create_engine
 from gateway.embedded import EmbeddedPostgres
 from gateway.settings import Settings
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.conftest import JWT_SECRET, bearer, render
 from tests.factories import at, make_document, make_user
 

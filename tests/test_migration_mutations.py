@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.store import migration as store
-from schema.ids import to_global_id
+from resolvers.ids import to_global_id
 from tests.conftest import bearer
 from tests.factories import (
     insert,

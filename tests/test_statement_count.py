@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from itertools import pairwise
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import create_app
 from gateway.db import StatementCounter
-from gateway.settings import Settings
-from schema import build_schema
 from tests.conftest import bearer
 from tests.factories import (
     at,
@@ -165,19 +160,6 @@ async def run(client: httpx.AsyncClient, user: uuid.UUID, first: int) -> dict[st
 
 def show(counter: StatementCounter) -> str:
     return "\n".join(f"[{i}] {' '.join(s.split())}" for i, s in enumerate(counter.statements))
-
-
-@pytest.fixture(params=[False, True], ids=["engine", "resolvers"])
-async def client(
-    engine: AsyncEngine, settings: Settings, request: pytest.FixtureRequest
-) -> AsyncIterator[httpx.AsyncClient]:
-    """Both execution paths: the read engine (one statement per entity and level) and the
-    per-field resolvers with their loaders, which mutation payloads still take."""
-    schema = build_schema(settings, reference=request.param)
-    app = create_app(settings, engine=engine, schema=schema)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
-        yield c
 
 
 @pytest.fixture(params=[False, True], ids=["linked-documents", "stray-documents"])

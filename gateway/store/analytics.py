@@ -97,12 +97,3 @@ async def stats(db: Db, f: EventFilter, group_by: Sequence[str]) -> list[Row]:
         f"FROM analytics.chat_events {_clause(where)} {group_clause} {order}"
     )
     return list(await db.rows(text(sql), params))
-
-
-async def by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
-    return list(
-        await db.rows(
-            text("SELECT * FROM analytics.chat_events WHERE id = ANY(CAST(:ids AS uuid[]))"),
-            {"ids": list(ids)},
-        )
-    )

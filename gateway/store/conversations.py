@@ -1,13 +1,13 @@
-"""The unified conversation listing over v1 and v2, and conversations by id.
+"""The unified conversation listing over v1 and v2.
 
-Both stores are read into one row shape (``COLUMNS``), tagged with ``source``. The listing is
-one statement: a UNION ALL of the two stores, each half carrying the keyset predicate and the
-filters, so Postgres merges two ordered index scans and stops after ``limit`` rows.
+The listing is one statement: a UNION ALL of the two stores, each half carrying the keyset
+predicate and the filters, so Postgres merges two ordered index scans and stops after
+``limit`` rows. It reads the keys only; the rows are read by id with what the query selects
+(``gateway.store.select``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -15,31 +15,8 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Record, Row
+from gateway.store import Record
 from gateway.store.keyset import Keyset, newest_first_after
-from gateway.store.shared import DOCUMENT_JOINS, DOCUMENT_RELATED
-
-V1_SELECT = """
-SELECT 'v1' AS source, c.id, c.user_id, c.is_active, c.last_message_at, c.created_at,
-  c.document_id, NULL::uuid AS project_id, NULL::text AS conversation_type,
-  coalesce(d.title, (
-    SELECT left(m.message, 80) FROM chat_messages m
-    WHERE m.conversation_id = c.id AND m.role = 'user'
-    ORDER BY m.created_at, m.id LIMIT 1
-  )) AS title,
-  NULL::jsonb AS context_metadata, NULL::timestamptz AS archived_at,
-  (SELECT count(*) FROM chat_messages m WHERE m.conversation_id = c.id)::int AS message_count,
-  (c.document_id IS NOT NULL)::int AS document_count,
-  NULL::timestamptz AS updated_at
-FROM chat_conversations c LEFT JOIN documents d ON d.id = c.document_id
-"""
-
-V2_SELECT = """
-SELECT 'v2' AS source, c.id, c.user_id, c.is_active, c.last_message_at, c.created_at,
-  NULL::uuid AS document_id, c.project_id, c.conversation_type, c.title,
-  c.context_metadata, c.archived_at, c.message_count, c.document_count, c.updated_at
-FROM v2_conversations c
-"""
 
 ORDER = "ORDER BY last_message_at DESC NULLS LAST, id DESC"
 
@@ -118,40 +95,6 @@ def _halves(
     return halves, params
 
 
-def page_sql(
-    f: ConversationFilter, *, after: Keyset | None, limit: int
-) -> tuple[str, dict[str, object]] | None:
-    """The listing statement (rows in ``ORDER``) and its parameters; None when the filter
-    excludes both stores."""
-    keyset, kparams = _keyset(after)
-    halves, params = _halves(f, keyset)
-    if not halves:
-        return None
-    selects = {"v1": V1_SELECT, "v2": V2_SELECT}
-    parts = [f"({selects[s]} {where} {ORDER} LIMIT :limit)" for s, where in halves]
-    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
-    return sql, {**params, **kparams, "limit": limit}
-
-
-def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
-    """A statement counting the filtered listing (0 when it excludes both stores)."""
-    halves, params = _halves(f)
-    if not halves:
-        return "SELECT 0", {}
-    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
-    parts = [f"(SELECT count(*) FROM {tables[s]} c {where})" for s, where in halves]
-    return f"SELECT ({' + '.join(parts)})::int", params
-
-
-async def page(db: Db, f: ConversationFilter, *, after: Keyset | None, limit: int) -> list[Row]:
-    """Up to ``limit`` conversations of both stores after ``after``, newest activity first."""
-    built = page_sql(f, after=after, limit=limit)
-    if built is None:
-        return []
-    sql, params = built
-    return list(await db.rows(text(sql), params))
-
-
 def listing_sql(
     f: ConversationFilter, *, after: Keyset | None, limit: int
 ) -> tuple[str, dict[str, object]] | None:
@@ -172,6 +115,16 @@ def listing_sql(
     return sql, {**params, **kparams, "limit": limit}
 
 
+def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
+    """A statement counting the filtered listing (0 when it excludes both stores)."""
+    halves, params = _halves(f)
+    if not halves:
+        return "SELECT 0", {}
+    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
+    parts = [f"(SELECT count(*) FROM {tables[s]} c {where})" for s, where in halves]
+    return f"SELECT ({' + '.join(parts)})::int", params
+
+
 async def listing(
     db: Db, f: ConversationFilter, *, after: Keyset | None, limit: int
 ) -> list[Record]:
@@ -184,57 +137,3 @@ async def listing(
 async def count(db: Db, f: ConversationFilter) -> int:
     sql, params = count_sql(f)
     return int(await db.scalar(text(sql), params))
-
-
-async def v1_by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
-    sql = f"{V1_SELECT} WHERE c.id = ANY(CAST(:ids AS uuid[]))"
-    return list(await db.rows(text(sql), {"ids": list(ids)}))
-
-
-async def v2_by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
-    sql = f"{V2_SELECT} WHERE c.id = ANY(CAST(:ids AS uuid[]))"
-    return list(await db.rows(text(sql), {"ids": list(ids)}))
-
-
-async def v2_page_by_project(
-    db: Db, project_ids: Sequence[UUID], *, after: Keyset | None, limit: int
-) -> list[Row]:
-    """The first ``limit`` conversations of each project (after ``after``), one statement."""
-    keyset, kparams = _keyset(after)
-    where = f"AND {keyset}" if keyset else ""
-    sql = f"""
-    SELECT p.project_key, x.* FROM unnest(CAST(:ids AS uuid[])) AS p(project_key)
-    CROSS JOIN LATERAL ({V2_SELECT} WHERE c.project_id = p.project_key {where}
-                        {ORDER} LIMIT :limit) x
-    """
-    return list(await db.rows(text(sql), {"ids": list(project_ids), "limit": limit, **kparams}))
-
-
-async def v2_count_by_project(db: Db, project_ids: Sequence[UUID]) -> dict[UUID, int]:
-    rows = await db.rows(
-        text(
-            "SELECT project_id, count(*)::int AS n FROM v2_conversations "
-            "WHERE project_id = ANY(CAST(:ids AS uuid[])) GROUP BY project_id"
-        ),
-        {"ids": list(project_ids)},
-    )
-    return {r["project_id"]: r["n"] for r in rows}
-
-
-async def documents_by_conversation(db: Db, ids: Sequence[tuple[str, UUID]]) -> list[Row]:
-    """Documents linked to conversations: v1 ``document_id``, v2 ``v2_conversation_documents``
-    (oldest link first). Each row carries ``conversation_key`` and ``source_key``."""
-    v1 = [i for s, i in ids if s == "v1"]
-    v2 = [i for s, i in ids if s == "v2"]
-    sql = f"""
-    SELECT 'v1' AS source_key, c.id AS conversation_key, d.*, NULL::timestamptz AS linked_at,
-      {DOCUMENT_RELATED}
-    FROM chat_conversations c JOIN documents d ON d.id = c.document_id {DOCUMENT_JOINS}
-    WHERE c.id = ANY(CAST(:v1 AS uuid[]))
-    UNION ALL
-    SELECT 'v2', l.conversation_id, d.*, l.added_at, {DOCUMENT_RELATED}
-    FROM v2_conversation_documents l JOIN documents d ON d.id = l.document_id {DOCUMENT_JOINS}
-    WHERE l.conversation_id = ANY(CAST(:v2 AS uuid[]))
-    ORDER BY linked_at NULLS FIRST, id
-    """
-    return list(await db.rows(text(sql), {"v1": v1, "v2": v2}))

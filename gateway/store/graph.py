@@ -50,7 +50,7 @@ class Order:
 
     instant: str  # a column of the target table
     newest_first: bool
-    cursor: str  # the cursor's kind (``schema.ids.encode_cursor``)
+    cursor: str  # the cursor's kind (``resolvers.ids.encode_cursor``)
 
     def sql(self, alias: str) -> str:
         if self.newest_first:

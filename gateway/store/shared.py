@@ -1,76 +1,13 @@
-"""Shared reference data: profiles, cities, zonings, zones, typologies, documents."""
+"""Shared reference data: the cities and documents listings, the viewer's profile."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Record, Row
-
-TABLES = ("profiles", "cities", "zonings", "zones", "typologies", "documents")
-
-# Documents with their city, zone and typology embedded (``to_jsonb`` of the joined row, NULL
-# when absent), so that ``Document.city|zone|typology`` need no statement of their own.
-DOCUMENT_RELATED = (
-    "to_jsonb(rc) AS city_row, to_jsonb(rz) AS zone_row, to_jsonb(rt) AS typology_row"
-)
-DOCUMENT_JOINS = (
-    "LEFT JOIN cities rc ON rc.id = d.city_id "
-    "LEFT JOIN zones rz ON rz.id = d.zone_id "
-    "LEFT JOIN typologies rt ON rt.id = d.typology_id"
-)
-
-
-def embedded(value: Any) -> Row | None:
-    """A row embedded as jsonb (``to_jsonb(t)``) with its uuid columns parsed back."""
-    if not isinstance(value, Mapping):
-        return None
-    return {k: _uuid_or_value(v) if k == "id" or k.endswith("_id") else v for k, v in value.items()}
-
-
-def _uuid_or_value(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return UUID(value)
-    except ValueError:  # an ``*_id`` column that is not a uuid
-        return value
-
-
-async def by_ids(db: Db, table: str, ids: Sequence[UUID]) -> list[Row]:
-    """Rows of a shared table whose id is in ``ids`` (any order; missing ids are absent)."""
-    if table not in TABLES:
-        raise ValueError(f"not a shared table: {table}")
-    return list(
-        await db.rows(
-            text(f"SELECT * FROM {table} WHERE id = ANY(CAST(:ids AS uuid[]))"),
-            {"ids": list(ids)},
-        )
-    )
-
-
-async def documents_by_ids(db: Db, ids: Sequence[UUID]) -> list[Row]:
-    """Documents whose id is in ``ids``, with their related rows embedded."""
-    sql = (
-        f"SELECT d.*, {DOCUMENT_RELATED} FROM documents d {DOCUMENT_JOINS} "
-        "WHERE d.id = ANY(CAST(:ids AS uuid[]))"
-    )
-    return list(await db.rows(text(sql), {"ids": list(ids)}))
-
-
-async def zones_by_cities(db: Db, city_ids: Sequence[UUID]) -> list[Row]:
-    return list(
-        await db.rows(
-            text(
-                "SELECT * FROM zones WHERE city_id = ANY(CAST(:ids AS uuid[])) ORDER BY code, id"
-            ),
-            {"ids": list(city_ids)},
-        )
-    )
+from gateway.store import Record
 
 
 async def cities_page(

@@ -65,6 +65,10 @@ class Problem:
     detail: str
     messages: int = 0  # messages concerned (message-level kinds)
 
+    @property
+    def description(self) -> str:
+        return KINDS.get(self.kind, self.kind)
+
 
 @dataclass(frozen=True)
 class VerificationReport:

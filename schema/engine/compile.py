@@ -41,6 +41,7 @@ from strawberry.types.arguments import convert_arguments
 
 from gateway.errors import GatewayError
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
+from resolvers.ids import time_keyset
 from schema.common import page_size
 from schema.engine import roots
 from schema.engine.plan import (
@@ -71,7 +72,6 @@ from schema.engine.plan import (
     ValuePlan,
 )
 from schema.engine.writer import root_writers
-from schema.ids import time_keyset
 
 
 class CompileError(Exception):
@@ -110,18 +110,6 @@ def converter(type_: GraphQLOutputType) -> Convert | None:
 
 def _stored(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
-
-
-def _value_converter(type_: GraphQLOutputType) -> Convert | None:
-    """How a leaf of a Python value (``chatEventStats``' buckets, …) is written."""
-    named = get_named_type(type_)
-    if isinstance(named, GraphQLEnumType):
-        return _enum_name
-    return _CONVERTERS.get(named.name)
-
-
-def _enum_name(value: Any) -> Any:
-    return value.name if isinstance(value, Enum) else value
 
 
 class Compiler:
@@ -375,7 +363,7 @@ class Compiler:
             if isinstance(type_of, GraphQLObjectType):
                 out.sub = self.value_plan(type_of, fd)
             else:
-                out.convert = _value_converter(type_of)
+                out.convert = converter(type_of)
             plan.fields.append(out)
         return plan
 

@@ -19,10 +19,10 @@ from gateway.store.graph import (
     NEWEST_EVENT,
     NEWEST_PROJECT,
 )
-from resolvers import migrations
+from resolvers import analytics, migrations
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
-from schema.analytics import ChatEventBucket
+from resolvers.ids import cursor_uuid, decode_cursor, expect_id, from_global_id, time_keyset
 from schema.common import page_size
 from schema.engine.plan import (
     LISTING,
@@ -35,7 +35,6 @@ from schema.engine.plan import (
     PageResult,
     RootPlan,
 )
-from schema.ids import cursor_uuid, decode_cursor, expect_id, from_global_id, time_keyset
 
 if TYPE_CHECKING:
     from schema.engine.compile import Compiler
@@ -217,13 +216,11 @@ def _page(items: list[tuple[str, Any, Any]], limit: int, total: int | None) -> P
 
 
 async def fetch_value(run: Run, plan: RootPlan) -> Any:
+    """A value computed by a resolver, written field by field (``ValuePlan``)."""
     context = run.context
     if plan.field.name == "migrationReport":
         return await migrations.report(context)
-    if context.is_anonymous:
-        return []
-    rows = await event_store.stats(await run.db(), plan.args["filter"], plan.args["groups"])
-    return [ChatEventBucket.from_row(r) for r in rows]
+    return await analytics.chat_event_stats(context, plan.args["filter"], plan.args["groups"])
 
 
 async def fetch_viewer(run: Run) -> Any:

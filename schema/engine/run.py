@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from aiodataloader import DataLoader
 from graphql import GraphQLError, located_error
 
 from gateway.context import Context
 from gateway.db import Db
 from gateway.store import select
 from gateway.store.graph import ENTITIES, Page
+from loaders.rows import RowsById
 from schema.engine import roots
 from schema.engine.plan import (
     LISTING,
@@ -49,7 +49,7 @@ class Run:
         self.plan = plan
         self.context = context
         self.errors: list[GraphQLError] = []
-        self._loaders: dict[str, DataLoader[UUID, Any]] = {}
+        self._loaders: dict[str, RowsById] = {}
         self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
         self._pages: defaultdict[int, dict[UUID, PageResult]] = defaultdict(dict)
 
@@ -71,20 +71,15 @@ class Run:
         for row in rows:
             found.setdefault(row[0], row)
 
-    def loader(self, type_name: str) -> DataLoader[UUID, Any]:
+    def loader(self, type_name: str) -> RowsById:
         loader = self._loaders.get(type_name)
         if loader is None:
-            entity = ENTITIES[type_name]
-            columns = self.plan.columns.get(type_name, [])
-            found = self._found.setdefault(type_name, {})
-
-            async def batch(keys: Sequence[UUID]) -> list[Any]:
-                rows = await select.by_ids(await self.db(), entity, columns, keys)
-                for row in rows:
-                    found[row[0]] = row
-                return [found.get(k) for k in keys]
-
-            loader = self._loaders[type_name] = DataLoader(batch, max_batch_size=None)
+            loader = self._loaders[type_name] = RowsById(
+                self.context.db,
+                ENTITIES[type_name],
+                self.plan.columns.get(type_name, []),
+                self._found[type_name],
+            )
         return loader
 
     async def load_keys(self, keys: Sequence[tuple[str, UUID]]) -> None:
@@ -134,8 +129,8 @@ class Run:
                     row = self.found(type_name, key)
                     if target is not None and target.relations and row is not None:
                         level.append((target, row))
-            for next_pairs in paged[len(missing):]:
-                level.extend(next_pairs)
+            for next_pairs in paged[len(missing) :]:
+                level.extend(cast(list[tuple[ObjectPlan, Any]], next_pairs))
 
     def keys_of(self, f: FieldPlan, rows: list[Any]) -> list[tuple[str, UUID]]:
         """The (type, id) of the rows a ONE or MANY field reaches from ``rows``."""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+from resolvers.ids import encode_cursor, to_global_id
 from schema.engine.plan import (
     CURSOR,
     DBID,
@@ -43,7 +44,6 @@ from schema.engine.plan import (
     ObjectPlan,
     PageResult,
 )
-from schema.ids import encode_cursor, to_global_id
 
 Writer = Callable[..., Any]
 EMPTY_PAGE = PageResult([], False, 0)
