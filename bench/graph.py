@@ -13,7 +13,8 @@ One run, one machine, every figure side by side:
 2. the gateway (``uvicorn gateway.asgi:app``, uvloop + httptools, ``--workers``), the raw
    limit (``bench.raw_server``: the whole R1 response built by one SQL statement) and, when
    ``npm install postgraphile@5 node@22`` works, PostGraphile 5 (``bench/postgraphile_server.mjs``)
-   on 127.0.0.1, all over the embedded server's Unix socket, all as ``service_role``;
+   on 127.0.0.1, all over the embedded server's Unix socket, all as ``service_role``
+   (a verified bearer token, its role and claims set per request transaction, PostGraphile too);
 3. SQL statements per request, counted in-process through the ASGI app with
    ``gateway.db.StatementCounter``; R1 data compared across the servers (timestamps as
    instants) before any figure; R4 buckets compared with the bare SQL ``GROUP BY``;
@@ -1228,6 +1229,7 @@ def start_servers(
             "PORT": str(port),
             "POOL_SIZE": str(ctx.args.pool_size or 10),
             "NODE_ENV": "production",
+            "JWT_SECRET": JWT_SECRET,
         }
         ctx.servers["postgraphile"] = procs.start(
             "postgraphile", [str(node), "server.mjs"], env=pgl_env, cwd=npm_dir,

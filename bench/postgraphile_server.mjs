@@ -2,8 +2,11 @@
 //
 // The bench copies this file into the directory where it ran ``npm install postgraphile@5
 // node@22`` and starts it with that Node 22. Environment: DATABASE_URL (the ``authenticator``
-// role over the embedded server's Unix socket), PORT. Every request runs as ``service_role``
-// through pgSettings (a transaction with ``set_config('role', …)``), as the gateway does.
+// role over the embedded server's Unix socket), PORT, JWT_SECRET. Every request runs as an RLS
+// deployment runs it, as the gateway does: its bearer token (HS256) verified, then its role and
+// claims set for the request's transaction through pgSettings (``set_config('role', …)`` and
+// ``request.jwt.claims``); no valid token is ``anon``.
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import { postgraphile } from "postgraphile";
 import { makePgService } from "postgraphile/adaptors/pg";
@@ -11,7 +14,23 @@ import { grafserv } from "postgraphile/grafserv/node";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 
 const port = Number(process.env.PORT);
-const pgSettings = { role: "service_role" };
+const secret = process.env.JWT_SECRET;
+const anon = { role: "anon", "request.jwt.claims": JSON.stringify({ role: "anon" }) };
+
+// The request's settings from its bearer token: role and claims when the HS256 signature and
+// the expiry hold, else those of an anonymous viewer.
+function settingsOf(authorization) {
+  const token = /^Bearer (.+)$/.exec(authorization || "")?.[1];
+  const [header, payload, signature] = token ? token.split(".") : [];
+  if (!signature) return anon;
+  const expected = createHmac("sha256", secret).update(`${header}.${payload}`).digest();
+  const given = Buffer.from(signature, "base64url");
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return anon;
+  const json = Buffer.from(payload, "base64url").toString();
+  const claims = JSON.parse(json);
+  if (!claims.exp || claims.exp * 1000 < Date.now()) return anon;
+  return { role: claims.role, "request.jwt.claims": json };
+}
 
 const preset = {
   extends: [PostGraphileAmberPreset],
@@ -26,15 +45,15 @@ const preset = {
     makePgService({
       connectionString: process.env.DATABASE_URL,
       schemas: ["public"],
-      pgSettingsForIntrospection: pgSettings,
+      pgSettingsForIntrospection: { role: "service_role" },
       poolConfig: { max: Number(process.env.POOL_SIZE || 10) },
       pubsub: false,
     }),
   ],
   grafast: {
     explain: false,
-    context() {
-      return { pgSettings };
+    context(requestContext) {
+      return { pgSettings: settingsOf(requestContext.node?.req?.headers?.authorization) };
     },
   },
   grafserv: { graphqlPath: "/graphql", graphiql: false, watch: false, maxRequestLength: 100000 },

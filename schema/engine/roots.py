@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from schema.engine.run import Run
 
 __all__ = [
+    "ROOT_FIELDS",
     "ROOT_TYPENAME",
     "compile_mutation",
     "compile_root",
@@ -51,6 +52,11 @@ __all__ = [
 ]
 
 CONVERSATIONS = ["V1Conversation", "V2Conversation"]
+# The root fields of Query this module compiles (a test holds it equal to the schema's).
+ROOT_FIELDS = frozenset(
+    {"node", "nodes", "viewer", "migrationReport", "chatEventStats", "conversations",
+     "projects", "chatEvents", "cities", "documents"}
+)
 
 
 def _name_keyset(kind: str, after: str | None) -> tuple[str, Any] | None:
@@ -242,20 +248,28 @@ def compile_mutation(
 ) -> RootPlan:
     """A mutation: its input (checked by the mutation itself, before it sends anything) and
     the plan of its payload's selection, which the engine reads like any other."""
+    if root.name not in MUTATIONS:
+        raise LookupError(f"Mutation.{root.name} has no plan")
     payload = get_named_type(field_def.type).name
     root.targets[payload] = compiler.object_plan(payload, details)
     return RootPlan(root, MUTATION, args=compiler.arguments(field_def, details))
 
 
+async def _migrate(context: Any, given: Any) -> dict[str, Any]:
+    row, already = await migrations.migrate(context, given.conversation_id, given.project_id)
+    return {**row, "already_migrated": already}
+
+
+async def _revert(context: Any, given: Any) -> dict[str, Any]:
+    return await migrations.revert(context, given.conversation_id)
+
+
+# What each mutation writes; it returns the row its payload is read from (``PAYLOADS``).
+MUTATIONS = {"migrateConversation": _migrate, "revertMigration": _revert}
+
+
 async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:
     """Write, then the payload's row (its type and the values of its declared keys)."""
-    context, given = run.context, plan.args["input"]
-    if plan.field.name == "migrateConversation":
-        row, already = await migrations.migrate(
-            context, given.conversation_id, given.project_id
-        )
-        row["already_migrated"] = already
-    else:
-        row = await migrations.revert(context, given.conversation_id)
+    row = await MUTATIONS[plan.field.name](run.context, plan.args["input"])
     (payload,) = plan.field.targets
     return payload, (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))

@@ -5,8 +5,9 @@ and every relation of the level asks its loader at once (``asyncio.gather``): ai
 merges the keys of one entity into one statement, and a keyset page reads the first rows of
 every parent in one LATERAL statement. Only the columns the operation selects of each type are
 read (``OperationPlan.columns``). Then the response is written from the rows in one pass,
-synchronously, with GraphQL's null propagation: a null in a non-null field is an error at its
-path and nulls the nearest nullable ancestor.
+synchronously, by the writers generated for the plan (``schema.engine.writer``), with
+GraphQL's null propagation: a null in a non-null field is an error at its path and nulls the
+nearest nullable ancestor.
 """
 
 from __future__ import annotations
