@@ -4,7 +4,8 @@ strawberry parses, validates and applies the limits (all cached per document); t
 graphql-core's executor would complete every field by calling its resolver. This execution
 context instead gives the operation's root fields to the engine (``schema.engine``): every
 query and mutation runs there, compiled once into plans and executed as batched loads. Only
-what the engine does not execute — introspection, ``@defer`` — takes graphql-core's own path.
+introspection (``__schema``, ``__type``: graphql-core's own resolvers) takes graphql-core's
+path, next to the engine's fields when a query asks for both.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from schema.engine.compile import CompileError, Unsupported, compile_operation
+from schema.engine.compile import CompileError, compile_operation
 from schema.engine.run import Run
+
+INTROSPECTION = frozenset({"__schema", "__type"})
 
 
 class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -29,6 +32,34 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
         serially: bool,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
+        introspection = {
+            key: details
+            for key, details in grouped_field_set.items()
+            if details[0].node.name.value in INTROSPECTION
+        }
+        if not introspection:
+            return self.execute_engine(root_type, grouped_field_set, serially)
+        fields = {k: d for k, d in grouped_field_set.items() if k not in introspection}
+        introspected = self.execute_fields(
+            root_type, root_value, None, introspection, position_context
+        )
+        if not fields:
+            return introspected
+        engine = self.execute_engine(root_type, fields, serially)
+
+        async def both() -> dict[str, Any] | None:
+            known: Any = await introspected if self.is_awaitable(introspected) else introspected
+            data: Any = await engine if self.is_awaitable(engine) else engine
+            if data is None or known is None:
+                return None
+            merged = {**known, **data}
+            return {key: merged[key] for key in grouped_field_set if key in merged}
+
+        return both()  # type: ignore[return-value]
+
+    def execute_engine(
+        self, root_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, serially: bool
+    ) -> AwaitableOrValue[dict[str, Any]]:
         try:
             plan = compile_operation(
                 self.schema,
@@ -37,10 +68,6 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 self.operation,
                 root_type,
                 grouped_field_set,
-            )
-        except Unsupported:
-            return super().execute_root_grouped_field_set(
-                root_type, root_value, grouped_field_set, serially, position_context
             )
         except CompileError as refused:
             # Refused before any SQL: no root field runs.

@@ -33,6 +33,8 @@ from bench.graph import R1  # the benchmark's R1 shape
 from gateway.app import create_app
 from gateway.db import StatementCounter
 from gateway.settings import Settings
+from gateway.store import select
+from schema.engine import compile as compile_module
 from tests import factories
 from tests.factories import (
     BASE,
@@ -44,7 +46,7 @@ from tests.factories import (
     make_v1_conversation,
     make_v2_conversation,
 )
-from tests.graphql import gid, gql
+from tests.graphql import codes, gid, gql, ok
 from tests.test_statement_count import REFERENCE, arrange
 
 CONVERSATION_SCALARS = (
@@ -871,3 +873,72 @@ async def test_a_refused_mutation_writes_nothing_and_reads_no_payload(
     assert error["path"] == ["migrateConversation"]
     assert body["data"] is None
     assert statements.total == 0
+
+
+async def test_aliases_of_node_and_edges_keep_their_own_selections(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID]
+) -> None:
+    body = await gql(
+        plans,
+        "{ cities(first: 2) { edges { a: node { name } b: node { id } }"
+        " e: edges { node { inseeCode } } } }",
+        user=data["user"],
+    )
+    cities = ok(body)["cities"]
+    assert all(set(edge["a"]) == {"name"} and set(edge["b"]) == {"id"} for edge in cities["edges"])
+    assert all(set(edge["node"]) == {"inseeCode"} for edge in cities["e"])
+    assert cities["edges"][0]["a"]["name"]
+
+
+async def test_introspection_beside_data_fields_answers_both(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID]
+) -> None:
+    body = await gql(
+        plans,
+        "{ cities(first: 1) { totalCount } __schema { queryType { name } }"
+        " viewer { fullName } __typename }",
+        user=data["user"],
+    )
+    assert ok(body) == {
+        "cities": {"totalCount": ok(body)["cities"]["totalCount"]},
+        "__schema": {"queryType": {"name": "Query"}},
+        "viewer": {"fullName": "Bea Bord"},
+        "__typename": "Query",
+    }
+    assert list(ok(body)) == ["cities", "__schema", "viewer", "__typename"]
+
+
+async def test_a_listed_row_gone_before_it_is_read_is_a_located_error(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing reads the keys, then the rows: a row deleted in between is a null node (an
+    error at its path, as GraphQL says for a non-null field), never a crash of the request."""
+    by_ids = select.by_ids
+
+    async def losing_one(*args: Any, **kwargs: Any) -> list[Any]:
+        return (await by_ids(*args, **kwargs))[1:]
+
+    monkeypatch.setattr(select, "by_ids", losing_one)
+    body = await gql(
+        plans,
+        "{ conversations(first: 3, filter: {source: V2}) { edges { cursor node { id } }"
+        " pageInfo { startCursor endCursor } } }",
+        user=data["user"],
+    )
+    [error] = body["errors"]
+    assert error["path"][:2] == ["conversations", "edges"]
+    assert error["path"][3:] == ["node"]
+    assert body["data"] is None
+
+
+async def test_a_refused_document_is_remembered_without_the_requests_that_sent_it(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID]
+) -> None:
+    query = "{ projects(first: 500) { totalCount } }"
+    for _ in range(3):
+        body = await gql(plans, query, user=data["user"])
+        assert codes(body) == ["BAD_USER_INPUT"]
+    refused = [entry[2] for entry in compile_module._plans.values()
+               if isinstance(entry[2], compile_module.CompileError)]
+    assert refused
+    assert all(r.__traceback__ is None and r.error.__traceback__ is None for r in refused)

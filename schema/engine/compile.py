@@ -39,7 +39,7 @@ from graphql.execution.values import get_argument_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
-from gateway.errors import GatewayError
+from gateway.errors import BadUserInput, GatewayError
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
 from resolvers.ids import time_keyset
 from schema.common import page_size
@@ -82,11 +82,6 @@ class CompileError(Exception):
         self.error = error
         self.nodes = nodes
         self.path = path
-
-
-class Unsupported(Exception):
-    """Something the engine does not execute (introspection, ``@defer``): graphql-core's
-    executor answers those."""
 
 
 # Stored values that JSON cannot hold as they are. Instants and dates are left to orjson,
@@ -150,7 +145,9 @@ class Compiler:
             for ds in collected.grouped_field_set.values()
             for d in ds
         ):
-            raise Unsupported("@defer or fragment arguments")
+            # Neither is in the schema, so validation refuses them first.
+            refused = BadUserInput("@defer and fragment arguments are not supported")
+            raise CompileError(refused, tuple(d.node for d in details), list(self.path))
         return collected.grouped_field_set
 
     def arguments(self, field_def: GraphQLField, details: FieldDetailsList) -> dict[str, Any]:
@@ -285,7 +282,7 @@ class Compiler:
         node_def = edge_type.fields["node"]
         plan = ConnectionPlan(
             parts=[],
-            targets={},
+            node_plans=[],
             limit=limit,
             after=after,
             cursor_kind=cursor_kind,
@@ -329,10 +326,13 @@ class Compiler:
                         cursor_needed = True
                     else:
                         self.path.append(k)
-                        for n in self.possible(node_def, node_types):
-                            plan.targets[n] = self.object_plan(n, sub)
+                        targets = {
+                            n: self.object_plan(n, sub)
+                            for n in self.possible(node_def, node_types)
+                        }
                         self.path.pop()
-                        parts.append(Part(k, NODE, nodes=sub_nodes))
+                        plan.node_plans.append(targets)
+                        parts.append(Part(k, NODE, nodes=sub_nodes, targets=targets))
                 plan.parts.append(Part(key, EDGES, parts=parts, nodes=nodes))
             self.path.pop()
         if cursor_needed and cursor_sql is not None:
@@ -382,8 +382,6 @@ class Compiler:
                                  literal=root_type.name)
                 plans.append(RootPlan(root, roots.ROOT_TYPENAME))
                 continue
-            if name.startswith("__"):
-                raise Unsupported("introspection")
             field_def = root_type.fields[name]
             non_null = isinstance(field_def.type, GraphQLNonNull)
             root = FieldPlan(key, name, LEAF, non_null, nodes, root_type.name)
@@ -409,8 +407,7 @@ def compile_operation(
     root_type: GraphQLObjectType,
     fields: GroupedFieldSet,
 ) -> OperationPlan:
-    """The plan of ``fields`` (raises ``CompileError`` for a refused argument, ``Unsupported``
-    for what graphql-core executes).
+    """The plan of ``fields`` (raises ``CompileError`` for a refused argument).
 
     A plan depends only on the schema, the operation (strawberry's parser cache hands the same
     document to every request with the same text) and the variables' values, so it is
@@ -427,11 +424,14 @@ def compile_operation(
         try:
             result = compiler.operation_plan(root_type, fields)
         except CompileError as error:
-            result = error
+            # Kept without its traceback: the frames of the request that compiled it.
+            result = CompileError(error.error.with_traceback(None), error.nodes, error.path)
         _plans[key] = (schema, operation, result)
         if len(_plans) > PLAN_CACHE_SIZE:
             _plans.popitem(last=False)
     if isinstance(result, CompileError):
-        raise result
+        # A new exception each time: raising the cached one would chain every request's frames
+        # onto its traceback.
+        raise CompileError(result.error, result.nodes, result.path)
     return result
 

@@ -59,12 +59,14 @@ class Part:
     literal: Any = None
     parts: list[Part] = field(default_factory=list)
     nodes: tuple[FieldNode, ...] = ()
+    targets: dict[str, ObjectPlan] = field(default_factory=dict)  # NODE: a plan per type
 
 
 @dataclass(eq=False)
 class ConnectionPlan:
     parts: list[Part]
-    targets: dict[str, ObjectPlan]  # node plans by object type
+    # The node plans (by object type) of each ``node`` of the connection (aliases differ).
+    node_plans: list[dict[str, ObjectPlan]]
     limit: int
     after: Any  # the decoded ``after`` (a keyset), None from the start
     cursor_kind: str
@@ -115,11 +117,11 @@ class RootPlan:
 
 @dataclass(eq=False)
 class PageResult:
-    """A page as read for one request: its nodes, each with its object type, its row (None
-    when it could not be read) and the first part of its cursor; whether more follow; the
-    total when ``totalCount`` is selected."""
+    """A page as read for one request: its nodes, each as (object type, row — None when it
+    could not be read —, the first part of its cursor, its id); whether more follow; the total
+    when ``totalCount`` is selected."""
 
-    items: list[tuple[str, Any, Any]]
+    items: list[tuple[str, Any, Any, Any]]
     has_next: bool
     total: int | None
 

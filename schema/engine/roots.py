@@ -173,8 +173,9 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         )
         await run.load_keys([(f"{k[0].upper()}Conversation", k[1]) for k in keys[:limit]])
         items = [
-            (f"{k[0].upper()}Conversation", run.found(f"{k[0].upper()}Conversation", k[1]), k[2])
+            (t, run.found(t, k[1]), k[2], k[1])
             for k in keys
+            for t in (f"{k[0].upper()}Conversation",)
         ]
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
@@ -213,11 +214,11 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
             )
     run.remember(type_name, rows)
     column = connection.cursor_column
-    items = [(type_name, r, r[column] if column is not None else None) for r in rows]
+    items = [(type_name, r, r[column] if column is not None else None, r[0]) for r in rows]
     return _page(items, limit, total)
 
 
-def _page(items: list[tuple[str, Any, Any]], limit: int, total: int | None) -> PageResult:
+def _page(items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None) -> PageResult:
     return PageResult(items[:limit], len(items) > limit, total)
 
 

@@ -183,12 +183,18 @@ class Run:
         limit = connection.limit
         results = self._pages.setdefault(id(f), {})
         for parent, group in by_parent.items():
-            items = [(target, r, r[column] if column is not None else None) for r in group]
+            items = [
+                (target, r, r[column] if column is not None else None, r[0]) for r in group
+            ]
             results[parent] = PageResult(items[:limit], len(items) > limit, counts.get(parent, 0))
-        plan = connection.targets.get(target)
-        if plan is None or not plan.relations:
-            return []
-        return [(plan, r) for group in by_parent.values() for r in group[:limit]]
+        plans = [p[target] for p in connection.node_plans if target in p]
+        return [
+            (plan, r)
+            for plan in plans
+            if plan.relations
+            for group in by_parent.values()
+            for r in group[:limit]
+        ]
 
     # -- the root --------------------------------------------------------------------------------
 
@@ -280,8 +286,12 @@ class Run:
         if root.kind == LISTING:
             connection = f.connection
             assert connection is not None
-            targets = connection.targets
-            return [(targets[t], row) for t, row, _ in value.items if t in targets]
+            return [
+                (targets[t], row)
+                for targets in connection.node_plans
+                for t, row, _, _ in value.items
+                if t in targets
+            ]
         if root.kind == NODES:
             return [(f.targets[t], row) for t, row in value]
         if root.kind == VIEWER:

@@ -225,7 +225,7 @@ class Generator:
                         at = "0" if sub.kind == START else "-1"
                         info.append(
                             f"{sub.key!r}: encode_cursor({kind}, items[{at}][2], "
-                            f"items[{at}][1][0]) if items else None"
+                            f"items[{at}][3]) if items else None"
                         )
                     else:
                         info.append(f"{sub.key!r}: {sub.literal!r}")
@@ -244,15 +244,15 @@ class Generator:
 
     def edge(self, plan: ConnectionPlan, parts: list[Any], kind: str) -> str:
         name = f"edge_{next(self._ids)}"
-        lines = [f"def {name}(item, path, F, P, R):", "    type_name, row, first = item"]
+        lines = [f"def {name}(item, path, F, P, R):", "    type_name, row, first, key = item"]
         keys = []
         for index, sub in enumerate(parts):
             value = f"v{index}"
             keys.append(f"{sub.key!r}: {value}")
             if sub.kind == CURSOR:
-                lines.append(f"    {value} = encode_cursor({kind}, first, row[0])")
+                lines.append(f"    {value} = encode_cursor({kind}, first, key)")
             elif sub.kind == NODE:
-                writers = self.constant({t: self.object(p) for t, p in plan.targets.items()})
+                writers = self.constant({t: self.object(p) for t, p in sub.targets.items()})
                 message = (
                     f"Cannot return null for non-nullable field {plan.node_type}Edge.node."
                 )
