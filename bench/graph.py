@@ -28,8 +28,9 @@ R2 the mixed v1/v2 reference query of the unified-graph issue (``tests/test_stat
 at ``first: 50``; R3 ``node(id:)`` of random conversations of both stores; R4
 ``chatEventStats(groupBy: [SOURCE, DAY])`` over the events; R6 a connection nested under a
 list (20 projects, each with a page of 10 conversations and their ``totalCount``, each with
-its first 5 messages), beside PostGraphile's same shape. R5 (bulk migration) is
-``python -m bench.bulk_migration``.
+its first 5 messages), beside PostGraphile's same shape; R7 a write, ``migrateConversation``
+of a different v1 conversation per request (run last: it changes what the listings show).
+R5 (bulk migration) is ``python -m bench.bulk_migration``.
 
 A benchmark, not a test: absolute figures depend on the machine (wrk shares its cores with the
 servers); ratios measured in the same run are what to compare.
@@ -121,6 +122,16 @@ FROM analytics.chat_events GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 R3_IDS = 500  # distinct node ids cycled through by R3
+
+# A write: each request migrates another v1 conversation into v2 (one transaction: the copy of
+# its messages, then the payload read through the engine as the viewer). Run last: it changes
+# what the listings show.
+R7 = """mutation R7($id: ID!) {
+  migrateConversation(input: {conversationId: $id}) {
+    alreadyMigrated migration { status } conversation { id messageCount } project { id }
+  }
+}"""
+R7_CONVERSATIONS = 5000  # distinct conversations, more than a run migrates
 
 # A connection nested under a list: projects, each with a page of conversations (and their
 # count), each with its first messages.
@@ -227,6 +238,25 @@ def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
             "R6",
             "first 20 projects, each with 10 conversations (+ totalCount), each with 5 messages",
             {"gateway": [Request("/graphql", graphql_body(R6))]},
+        ),
+        Workload(
+            "R7",
+            "migrateConversation of a different v1 conversation per request (a write and its "
+            "payload)",
+            {
+                "gateway": [
+                    Request(
+                        "/graphql",
+                        graphql_body(
+                            R7,
+                            {"id": to_global_id(
+                                "V1Conversation", row_id(graph_data.T_V1_CONV, i)
+                            )},
+                        ),
+                    )
+                    for i in range(min(R7_CONVERSATIONS, scale.conversations))
+                ]
+            },
         ),
     ]
     if with_postgraphile:
@@ -1358,14 +1388,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN ANALYZE of the gateway's statements for R1, R2, R4")
     parser.add_argument("--explain-dir", help="with --explain, also write the full plans here")
-    parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4", "R6"],
+    parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4", "R6", "R7"],
                         help="run only these workloads")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N requests in-process with pyinstrument at the end")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                         help="sample the live gateway worker with py-spy under wrk load")
     parser.add_argument("--profile-workloads", nargs="*", default=["R1"],
-                        choices=["R1", "R2", "R3", "R4", "R6"],
+                        choices=["R1", "R2", "R3", "R4", "R6", "R7"],
                         help="workloads to profile (default R1; R2 gets N/20 requests)")
     args = parser.parse_args(argv)
     if args.scale_conversations < 50:
