@@ -17,8 +17,10 @@ Writers take ``(row, path, F, P, R)``: the row, its path, the request's rows by 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from itertools import count
+from types import CodeType
 from typing import Any
 
 from resolvers.ids import encode_cursor, to_global_id
@@ -62,6 +64,14 @@ def flatten(path: Any) -> list[str | int]:
     return keys
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> CodeType:
+    """The code of a writer's source. Plans that differ only in their arguments' values (a
+    ``node`` per id, a mutation per input) generate the same source; its constants are in the
+    namespace each build executes it in."""
+    return compile(source, "<schema.engine.writer>", "exec")
+
+
 class Generator:
     """Writes the source of every writer a plan needs, then builds them together."""
 
@@ -82,7 +92,7 @@ class Generator:
         return name
 
     def build(self, name: str) -> Writer:
-        exec(compile("\n\n".join(self.sources), "<schema.engine.writer>", "exec"), self.namespace)
+        exec(_compiled("\n\n".join(self.sources)), self.namespace)
         return self.namespace[name]  # type: ignore[no-any-return]
 
     # -- objects ---------------------------------------------------------------------------------
