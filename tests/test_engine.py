@@ -36,6 +36,7 @@ from gateway.settings import Settings
 from gateway.store import select
 from schema.engine import compile as compile_module
 from tests import factories
+from tests.conftest import bearer
 from tests.factories import (
     BASE,
     at,
@@ -942,3 +943,30 @@ async def test_a_refused_document_is_remembered_without_the_requests_that_sent_i
                if isinstance(entry[2], compile_module.CompileError)]
     assert refused
     assert all(r.__traceback__ is None and r.error.__traceback__ is None for r in refused)
+
+
+FAILING = "{ conversations(first: 2) { edges { node { messages { totalCount } } } } }"
+
+
+async def test_a_failed_load_below_the_root_is_a_masked_graphql_error(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement of a lower level that fails (a timeout, a dropped connection) answers the
+    request with a coded error, never a bare 500."""
+
+    async def failing(*_args: Any, **_kwargs: Any) -> list[Any]:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(select, "pages", failing)
+    response = await plans.post(
+        "/graphql",
+        json={"query": FAILING},
+        headers=bearer(str(data["user"])),
+    )
+    assert response.status_code == 200
+    body = response.json()
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "INTERNAL"
+    assert error["path"] == ["conversations"]
+    assert "went away" not in response.text
+    assert body["data"] is None

@@ -217,7 +217,13 @@ class Run:
         for root, value in zip(self.plan.roots, loaded, strict=True):
             if not isinstance(value, BaseException):
                 below.extend(self.below_root(root, value))
-        await self.expand(below)
+        try:
+            await self.expand(below)
+        except Exception as error:
+            # The levels below are shared by every root field (one statement per type and
+            # level): a failed load is the operation's error, located at its first field.
+            first = self.plan.roots[0].field
+            raise located_error(error, list(first.nodes), [first.key]) from None
         data: dict[str, Any] = {}
         for root, value in zip(self.plan.roots, loaded, strict=True):
             f = root.field
