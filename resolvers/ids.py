@@ -66,6 +66,11 @@ def expect_id(value: str, *type_names: str, argument: str = "id") -> tuple[str, 
     return type_name, database_id
 
 
+def optional_id(value: str | None, type_name: str, argument: str) -> UUID | None:
+    """The row id of an optional global id argument of ``type_name`` (None when absent)."""
+    return None if value is None else expect_id(value, type_name, argument=argument)[1]
+
+
 def encode_cursor(kind: str, *parts: object) -> str:
     values = [
         None if p is None else p.isoformat() if isinstance(p, datetime) else str(p) for p in parts

@@ -54,7 +54,7 @@ def _clause(where: list[str]) -> str:
 
 
 async def page(
-    db: Db, f: EventFilter, *, after: Keyset | None, limit: int, columns: str = "t.*"
+    db: Db, f: EventFilter, *, after: Keyset | None, limit: int, columns: str
 ) -> list[Record]:
     """Events newest first (``created_at`` desc, then id desc); ``columns`` over ``t``."""
     where, params = _where(f)

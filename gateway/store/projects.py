@@ -28,7 +28,7 @@ async def page(
     starred: bool | None,
     after: Keyset | None,
     limit: int,
-    columns: str = "t.*",
+    columns: str,
 ) -> list[Record]:
     """Visible projects, newest first (``created_at`` desc, then id desc); ``columns`` over
     the alias ``t``."""

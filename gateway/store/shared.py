@@ -16,7 +16,7 @@ async def cities_page(
     search: str | None,
     after: tuple[str, UUID] | None,
     limit: int,
-    columns: str = "t.*",
+    columns: str,
 ) -> list[Record]:
     """Cities ordered by name then id, keyset after ``(name, id)``; ``columns`` over ``t``."""
     where, params = _city_filter(search)
@@ -50,7 +50,7 @@ async def documents_page(
     zone_id: UUID | None,
     after: tuple[str, UUID] | None,
     limit: int,
-    columns: str = "t.*",
+    columns: str,
 ) -> list[Record]:
     """Documents ordered by title then id (NULL titles first, as ''), keyset after
     ``(title, id)``; ``columns`` over ``t``."""
@@ -84,7 +84,7 @@ def _document_filter(
     return where, params
 
 
-async def viewer_profile(db: Db, columns: str = "t.*") -> Record | None:
+async def viewer_profile(db: Db, columns: str) -> Record | None:
     rows = await db.fetch(f"SELECT {columns} FROM profiles t WHERE t.id = auth.uid()")
     return rows[0] if rows else None
 

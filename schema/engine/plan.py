@@ -73,7 +73,7 @@ class ConnectionPlan:
     cursor_column: int | None  # the column of the cursor's first part (None: the listing's)
     counted: bool  # totalCount selected
     node_type: str  # the GraphQL type of ``node`` (for errors)
-    target: str = ""  # nested pages: the one object type of their rows
+    target: str = ""  # the one object type of its rows ("" for the conversations of both stores)
 
 
 @dataclass(eq=False)
@@ -124,6 +124,19 @@ class PageResult:
     items: list[tuple[str, Any, Any, Any]]
     has_next: bool
     total: int | None
+
+
+def page_of(items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None) -> PageResult:
+    """The page of ``items`` read with ``limit + 1`` (the extra one says whether more follow)."""
+    return PageResult(items[:limit], len(items) > limit, total)
+
+
+def items_of(
+    type_name: str, rows: list[Any], cursor_column: int | None
+) -> list[tuple[str, Any, Any, Any]]:
+    """Page items of rows of ``type_name`` (their cursor's first part at ``cursor_column``)."""
+    column = cursor_column
+    return [(type_name, r, r[column] if column is not None else None, r[0]) for r in rows]
 
 
 @dataclass(eq=False)

@@ -22,7 +22,7 @@ from gateway.store.graph import (
 from resolvers import analytics, migrations
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
-from resolvers.ids import cursor_uuid, decode_cursor, expect_id, from_global_id, time_keyset
+from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
 from schema.common import page_size
 from schema.engine.plan import (
     LISTING,
@@ -34,6 +34,8 @@ from schema.engine.plan import (
     FieldPlan,
     PageResult,
     RootPlan,
+    items_of,
+    page_of,
 )
 
 if TYPE_CHECKING:
@@ -133,16 +135,13 @@ def compile_root(
         )
     elif name == "documents":
         documents = args.get("filter")
-        plan.args["city_id"] = (
-            checked(lambda: expect_id(documents.city_id, "City", argument="cityId")[1])
-            if documents is not None and documents.city_id is not None
-            else None
-        )
-        plan.args["zone_id"] = (
-            checked(lambda: expect_id(documents.zone_id, "Zone", argument="zoneId")[1])
-            if documents is not None and documents.zone_id is not None
-            else None
-        )
+        if documents is not None:
+            plan.args["city_id"] = checked(
+                lambda: optional_id(documents.city_id, "City", "cityId")
+            )
+            plan.args["zone_id"] = checked(
+                lambda: optional_id(documents.zone_id, "Zone", "zoneId")
+            )
         keyset, kind, types, cursor = (
             checked(lambda: _name_keyset("document", after)),
             "document",
@@ -154,6 +153,8 @@ def compile_root(
     root.connection = compiler.connection(
         field_def, details, types, limit=limit, after=keyset, cursor_kind=kind, cursor_sql=cursor
     )
+    if len(types) == 1:
+        root.connection.target = types[0]
     return plan
 
 
@@ -179,10 +180,8 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         ]
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
-        return _page(items, limit, total)
-    type_name = "Project" if name == "projects" else "ChatEvent" if name == "chatEvents" else (
-        "City" if name == "cities" else "Document"
-    )
+        return page_of(items, limit, total)
+    type_name = connection.target
     columns = run.select(type_name)
     if name == "projects":
         rows = await project_store.page(
@@ -204,22 +203,15 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         if connection.counted:
             total = await shared.cities_count(db, search=args["search"])
     else:
+        city_id, zone_id = args.get("city_id"), args.get("zone_id")
         rows = await shared.documents_page(
-            db, city_id=args["city_id"], zone_id=args["zone_id"], after=connection.after,
-            limit=limit + 1, columns=columns,
+            db, city_id=city_id, zone_id=zone_id, after=connection.after, limit=limit + 1,
+            columns=columns,
         )
         if connection.counted:
-            total = await shared.documents_count(
-                db, city_id=args["city_id"], zone_id=args["zone_id"]
-            )
+            total = await shared.documents_count(db, city_id=city_id, zone_id=zone_id)
     run.remember(type_name, rows)
-    column = connection.cursor_column
-    items = [(type_name, r, r[column] if column is not None else None, r[0]) for r in rows]
-    return _page(items, limit, total)
-
-
-def _page(items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None) -> PageResult:
-    return PageResult(items[:limit], len(items) > limit, total)
+    return page_of(items_of(type_name, rows, connection.cursor_column), limit, total)
 
 
 async def fetch_value(run: Run, plan: RootPlan) -> Any:

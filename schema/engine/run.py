@@ -41,6 +41,8 @@ from schema.engine.plan import (
     PageResult,
     RootPlan,
     ValuePlan,
+    items_of,
+    page_of,
 )
 from schema.engine.writer import Propagate, flatten
 
@@ -84,13 +86,13 @@ class Run:
         return loader
 
     async def load_keys(self, keys: Sequence[tuple[str, UUID]]) -> None:
-        """Rows by (type, id), one statement per type."""
-        by_type: dict[str, list[UUID]] = {}
+        """Rows by (type, id) not read yet, one statement per type."""
+        by_type: dict[str, dict[UUID, None]] = {}
         found = self._found
         for type_name, key in keys:
             if key not in found[type_name]:
-                by_type.setdefault(type_name, []).append(key)
-        await asyncio.gather(*(self.loader(t).load_many(ids) for t, ids in by_type.items()))
+                by_type.setdefault(type_name, {})[key] = None
+        await asyncio.gather(*(self.loader(t).load_many(list(ids)) for t, ids in by_type.items()))
 
     # -- the load phase --------------------------------------------------------------------------
 
@@ -102,7 +104,6 @@ class Run:
             groups: dict[int, tuple[ObjectPlan, list[Any]]] = {}
             for plan, row in level:
                 groups.setdefault(id(plan), (plan, []))[1].append(row)
-            wanted: dict[str, dict[UUID, None]] = {}
             follows: list[tuple[FieldPlan, list[tuple[str, UUID]]]] = []
             pages: list[tuple[FieldPlan, list[Any]]] = []
             for plan, rows in groups.values():
@@ -110,17 +111,9 @@ class Run:
                     if f.kind == PAGE:
                         pages.append((f, rows))
                         continue
-                    keys = self.keys_of(f, rows)
-                    follows.append((f, keys))
-                    for type_name, key in keys:
-                        wanted.setdefault(type_name, {})[key] = None
-            found = self._found
-            missing = {
-                t: [k for k in keys if k not in found[t]] for t, keys in wanted.items()
-            }
-            missing = {t: keys for t, keys in missing.items() if keys}
-            paged = await asyncio.gather(
-                *(self.loader(t).load_many(keys) for t, keys in missing.items()),
+                    follows.append((f, self.keys_of(f, rows)))
+            _, *paged = await asyncio.gather(
+                self.load_keys([key for _, keys in follows for key in keys]),
                 *(self.follow_page(f, rows) for f, rows in pages),
             )
             level = []
@@ -130,7 +123,7 @@ class Run:
                     row = self.found(type_name, key)
                     if target is not None and target.relations and row is not None:
                         level.append((target, row))
-            for next_pairs in paged[len(missing) :]:
+            for next_pairs in paged:
                 level.extend(cast(list[tuple[ObjectPlan, Any]], next_pairs))
 
     def keys_of(self, f: FieldPlan, rows: list[Any]) -> list[tuple[str, UUID]]:
@@ -179,14 +172,11 @@ class Run:
         by_parent: dict[UUID, list[Any]] = {p: [] for p in parents}
         for row in page_rows:
             by_parent[row[-1]].append(row)
-        column = connection.cursor_column
         limit = connection.limit
-        results = self._pages.setdefault(id(f), {})
+        results = self._pages[id(f)]
         for parent, group in by_parent.items():
-            items = [
-                (target, r, r[column] if column is not None else None, r[0]) for r in group
-            ]
-            results[parent] = PageResult(items[:limit], len(items) > limit, counts.get(parent, 0))
+            items = items_of(target, group, connection.cursor_column)
+            results[parent] = page_of(items, limit, counts.get(parent, 0))
         plans = [p[target] for p in connection.node_plans if target in p]
         return [
             (plan, r)
