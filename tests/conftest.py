@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import migrate
-from gateway.app import create_app
 from gateway.auth import issue_token
-from gateway.db import StatementCounter, create_engine
-from gateway.embedded import EmbeddedPostgres
+from gateway.db import StatementCounter, create_engine, migrate
+from gateway.http.app import create_app
 from gateway.settings import Settings
+from gateway.tools.embedded import EmbeddedPostgres
 
 JWT_SECRET = "test-secret-0123456789-0123456789-0123456789"
 TEMPLATE = "mwplu_test_template"

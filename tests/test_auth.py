@@ -18,8 +18,8 @@ import jwt.warnings
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import create_app
 from gateway.db import StatementCounter
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.conftest import JWT_SECRET, Server, bearer, create_database, drop_database
 

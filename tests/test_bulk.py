@@ -1,4 +1,4 @@
-"""Bulk migration (``gateway.bulk``, ``mwplu-gateway migrate-conversations``) on a real Postgres."""
+"""Bulk migration (``gateway.tools.bulk``, ``mwplu-gateway migrate-conversations``)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from gateway.bulk import BulkSummary, migrate_conversations
 from gateway.db import Db, create_engine
 from gateway.settings import Settings
 from gateway.store import migration as store
+from gateway.tools.bulk import BulkSummary, migrate_conversations
 from tests.conftest import Server, render
 from tests.factories import at, insert, make_document, make_user, make_v1_conversation
 
@@ -338,7 +338,7 @@ async def test_an_interrupted_run_leaves_no_partial_copy_and_a_rerun_completes(
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway.cli`` with ``DATABASE_URL=url`` (the owner's, as an operator runs it)."""
+    """``python -m gateway.tools.cli`` with ``DATABASE_URL=url`` (the owner's, as operators do)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -346,7 +346,7 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         "DATABASE_URL": url,
     }
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.tools.cli", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway import migrate
+from gateway.db import migrate
 from tests.conftest import Server, render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,9 +40,9 @@ COMMANDS = [
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gateway.cli`` with exactly ``env`` (plus PATH) and capture its output."""
+    """Run ``python -m gateway.tools.cli`` with exactly ``env`` (plus PATH); capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.tools.cli", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -176,7 +176,7 @@ def test_help(env: dict[str, str], command: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "Usage:" in result.stdout
-    assert " ".join(["gateway.cli", *command]) in " ".join(result.stdout.split())
+    assert " ".join(["gateway.tools.cli", *command]) in " ".join(result.stdout.split())
 
 
 def test_token_is_a_jwt_pyjwt_verifies(env: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from gateway.demo import (
+from gateway.tools.demo import (
     COLUMNS,
     DEMO_ADMIN_ID,
     DEMO_OTHER_USER_ID,

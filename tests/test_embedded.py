@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL's process environment (``gateway.embedded``)."""
+"""The embedded PostgreSQL's process environment (``gateway.tools.embedded``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway.embedded import MALLOC_TUNING, environment_defaults
+from gateway.tools.embedded import MALLOC_TUNING, environment_defaults
 from tests.conftest import Server
 
 

@@ -30,8 +30,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.graph import R1  # the benchmark's R1 shape
-from gateway.app import create_app
 from gateway.db import StatementCounter
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import select
 from schema.engine import compile as compile_module

@@ -22,9 +22,9 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import create_app
 from gateway.context import ConnectionGate, Context
 from gateway.db import StatementCounter, Viewer, create_engine
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import shared
 from resolvers.ids import to_global_id
@@ -819,14 +819,14 @@ def production(url: Any) -> Settings:
 
 
 async def test_production_refuses_a_superuser_login(server: Server, database: str) -> None:
-    from gateway.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
 
     with pytest.raises(UnsafeDatabaseRole, match=r"login role '\w+' is a superuser"):
         await check_serving_database(production(server.database_url(database)))
 
 
 async def test_production_accepts_the_authenticator(server: Server, database: str) -> None:
-    from gateway.app import check_serving_database
+    from gateway.http.app import check_serving_database
 
     await check_serving_database(production(server.database_url(database, "authenticator")))
 
@@ -836,7 +836,7 @@ async def test_the_lifespan_runs_the_check_in_production_only(
 ) -> None:
     from dataclasses import replace
 
-    from gateway.app import UnsafeDatabaseRole
+    from gateway.http.app import UnsafeDatabaseRole
 
     superuser = production(server.database_url(database))
     app = create_app(superuser)
@@ -874,7 +874,7 @@ async def scratch_role(server: Server, database: str) -> AsyncIterator[str]:
 async def test_production_refuses_a_bypassrls_login(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER ROLE {scratch_role} BYPASSRLS")
     with pytest.raises(UnsafeDatabaseRole, match=f"'{scratch_role}' has BYPASSRLS"):
@@ -884,7 +884,7 @@ async def test_production_refuses_a_bypassrls_login(
 async def test_production_refuses_a_login_that_owns_the_tables(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER TABLE v2_conversations OWNER TO {scratch_role}")
     with pytest.raises(UnsafeDatabaseRole, match=f"'{scratch_role}' owns v2_conversations"):
@@ -901,7 +901,7 @@ async def test_production_refuses_a_login_that_owns_the_tables(
 async def test_production_refuses_a_viewer_role_that_bypasses_rls(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER TABLE chat_conversations OWNER TO {scratch_role}")
     await owner.execute(f"GRANT {scratch_role} TO authenticated")

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import create_app
 from gateway.db import StatementCounter, create_engine
+from gateway.http.app import create_app
 from gateway.settings import Limits, Settings
 from gateway.store import shared
 from tests.conftest import JWT_SECRET, Server, bearer, create_database, drop_database

@@ -38,11 +38,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from gateway import migrate
-from gateway.app import create_app
-from gateway.db import create_engine
-from gateway.embedded import EmbeddedPostgres
+from gateway.db import create_engine, migrate
+from gateway.http.app import create_app
 from gateway.settings import Settings
+from gateway.tools.embedded import EmbeddedPostgres
 from resolvers.ids import to_global_id
 from tests.conftest import JWT_SECRET, bearer, render
 from tests.factories import at, make_document, make_user

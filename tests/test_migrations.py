@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
-from gateway import migrate
-from gateway.migrations.ddl import MARK
+from gateway.db import migrate
+from gateway.db.migrations.ddl import MARK
 from tests.conftest import Server, render
 from tests.factories import (
     insert,

@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 from sqlalchemy.engine import URL
 
-from gateway import migrate
-from gateway.app import create_app
-from gateway.db import create_engine
+from gateway.db import create_engine, migrate
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.conftest import Server, render
 

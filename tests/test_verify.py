@@ -7,8 +7,8 @@ import uuid
 
 import asyncpg
 
-from gateway.bulk import verify_migrations
 from gateway.store.verify import VerificationReport
+from gateway.tools.bulk import verify_migrations
 from tests.conftest import Server
 from tests.factories import insert
 from tests.test_bulk import cli, owner_url, populate, run

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.migrations.ddl import run, script
+from gateway.db.migrations.ddl import run, script
 
 revision = "0005_bridge"
 down_revision = "0004_v2"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.migrations.ddl import MARK, create_table_if_absent, drop_owned_tables, scalar
+from gateway.db.migrations.ddl import MARK, create_table_if_absent, drop_owned_tables, scalar
 
 revision = "0002_shared"
 down_revision = "0001_auth"

@@ -1,7 +1,7 @@
 """Alembic environment: runs the revisions over an async (asyncpg) connection.
 
 The URL and the authenticator password come from ``config.attributes`` set by
-``gateway.migrate``; this module reads no environment variables.
+``gateway.db.migrate``; this module reads no environment variables.
 """
 
 from __future__ import annotations

@@ -15,10 +15,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from gateway import migrate
-from gateway.db import DatabaseUrlError, async_url
-from gateway.embedded import EmbeddedError, EmbeddedPostgres, jwt_secret
+from gateway.db import DatabaseUrlError, async_url, migrate
 from gateway.settings import Settings, SettingsError
+from gateway.tools.embedded import EmbeddedError, EmbeddedPostgres, jwt_secret
 
 app = typer.Typer(
     help="mwplu-gateway: one GraphQL graph over the MWPLU v1 and v2 chat stores.",
@@ -143,7 +142,7 @@ def seed_demo(
     data_dir: DataDir = None,
 ) -> None:
     """Load deterministic demo data (French PLU cities, zones, documents, v1 and v2 chats)."""
-    from gateway import demo
+    from gateway.tools import demo
 
     settings = load_settings(data_dir)
     with database(settings) as (_, owner_url):
@@ -243,7 +242,7 @@ def serve(
         else:
             run_db(asyncio.run, check_reachable(serving))
             if serving.production:
-                from gateway.app import UnsafeDatabaseRole, check_serving_database
+                from gateway.http.app import UnsafeDatabaseRole, check_serving_database
 
                 try:
                     run_db(asyncio.run, check_serving_database(serving))
@@ -253,8 +252,8 @@ def serve(
 
 
 def prepare_demo(settings: Settings, owner_url: str) -> None:
-    from gateway import demo
     from gateway.auth import issue_token
+    from gateway.tools import demo
 
     run_db(migrate.upgrade, owner_url, "head", settings.authenticator_password)
     if not run_db(asyncio.run, demo.demo_loaded(owner_url)):
@@ -300,11 +299,11 @@ def run_server(settings: Settings, host: str, port: int, workers: int, reload: b
         # Worker processes build their own app from the environment.
         os.environ["DATABASE_URL"] = settings.database_url or ""
         os.environ["JWT_SECRET"] = settings.jwt_secret or ""
-        uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers, reload=reload,
+        uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
                     log_level="info")
         return
-    from gateway.app import create_app
-    from gateway.runtime import tune_gc
+    from gateway.http.app import create_app
+    from gateway.http.runtime import tune_gc
 
     app = create_app(settings)
     tune_gc()
@@ -381,7 +380,7 @@ def migrate_conversations(
     data_dir: DataDir = None,
 ) -> None:
     """Copy v1 conversations into v2 in batches (resumable: completed ones are skipped)."""
-    from gateway import bulk
+    from gateway.tools import bulk
 
     user_id, day = _bulk_scope(all_, user, before)
     if not 1 <= batch_size <= 50_000:
@@ -461,8 +460,8 @@ def verify_migrations(
     """Check parity between migrated v1 conversations and their v2 copies (exit 1 on problems)."""
     from rich.table import Table
 
-    from gateway import bulk
     from gateway.store.verify import KINDS
+    from gateway.tools import bulk
 
     if limit < 0:
         fail(f"--limit must be 0 or more, got {limit}")

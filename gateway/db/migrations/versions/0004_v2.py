@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.migrations.ddl import child_policies, enable_rls, owner_policies, run, script
+from gateway.db.migrations.ddl import child_policies, enable_rls, owner_policies, run, script
 
 revision = "0004_v2"
 down_revision = "0003_v1"

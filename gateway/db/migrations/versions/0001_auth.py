@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alembic import context, op
 
-from gateway.migrations.ddl import MARK, exists, run, scalar
+from gateway.db.migrations.ddl import MARK, exists, run, scalar
 
 revision = "0001_auth"
 down_revision = None

@@ -9,7 +9,7 @@ Revises: 0002_shared
 
 from __future__ import annotations
 
-from gateway.migrations.ddl import create_table_if_absent, drop_owned_tables, owner_policies
+from gateway.db.migrations.ddl import create_table_if_absent, drop_owned_tables, owner_policies
 
 revision = "0003_v1"
 down_revision = "0002_shared"

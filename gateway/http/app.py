@@ -27,10 +27,9 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from gateway import migrate
 from gateway.auth import viewer_from_header
 from gateway.context import Context
-from gateway.db import create_engine
+from gateway.db import create_engine, migrate
 from gateway.errors import BadUserInput, GatewayError, Unauthenticated
 from gateway.settings import Settings
 from schema import build_schema

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.migrations.ddl import (
+from gateway.db.migrations.ddl import (
     MARK,
     create_table_if_absent,
     drop_owned_tables,

@@ -1,9 +1,0 @@
-"""ASGI entry point for process managers: ``uvicorn gateway.asgi:app`` (settings from the
-environment)."""
-
-from gateway.app import create_app
-from gateway.runtime import tune_gc
-from gateway.settings import Settings
-
-app = create_app(Settings.from_env())
-tune_gc()

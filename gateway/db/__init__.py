@@ -1,0 +1,47 @@
+"""Database access: URLs and engines (``engine``), one request's connection (``connection``),
+the viewer's transaction (``transactions``) and the Alembic revisions (``migrate``,
+``migrations/``).
+
+The request boundary owns the transaction: ``open_transaction`` begins it as the viewer and
+``end_transaction`` commits or rolls back. Store functions take the resulting ``Db`` and never
+commit.
+"""
+
+from gateway.db.connection import Db, positional
+from gateway.db.engine import SETUP_MARKER, StatementCounter, create_engine, pool_capacity
+from gateway.db.transactions import (
+    ROLES,
+    SETUP,
+    Viewer,
+    become,
+    begin_as,
+    end_transaction,
+    literal,
+    open_transaction,
+    statement_timeout_ms,
+    viewer_settings,
+    viewer_transaction,
+)
+from gateway.db.urls import DatabaseUrlError, async_url
+
+__all__ = [
+    "ROLES",
+    "SETUP",
+    "SETUP_MARKER",
+    "DatabaseUrlError",
+    "Db",
+    "StatementCounter",
+    "Viewer",
+    "async_url",
+    "become",
+    "begin_as",
+    "create_engine",
+    "end_transaction",
+    "literal",
+    "open_transaction",
+    "pool_capacity",
+    "positional",
+    "statement_timeout_ms",
+    "viewer_settings",
+    "viewer_transaction",
+]

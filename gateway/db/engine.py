@@ -1,0 +1,96 @@
+"""Engines (pools of asyncpg connections) and the statement counter that tests and the
+benchmark read."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
+
+from gateway.db.urls import async_url
+from gateway.settings import Settings
+
+SETUP_MARKER = "set_config('role'"
+
+
+def create_engine(
+    url: str | URL, settings: Settings, *, pool_size: int | None = None
+) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"command_timeout": settings.command_timeout_s}
+    if settings.pgbouncer:
+        # Transaction pooling cannot keep server-side prepared statements between transactions.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size or settings.pool_size,
+        max_overflow=0,
+        # No ping before each checkout (it cost three round trips: BEGIN, ";", ROLLBACK):
+        # ``open_transaction`` replaces a connection the server dropped instead.
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args=connect_args,
+        # jsonb columns (metadata, search_context, …) are decoded on every row.
+        json_deserializer=orjson.loads,
+        json_serializer=lambda value: orjson.dumps(value).decode(),
+    )
+
+
+# Listeners of the statements sent on the driver's connection, past SQLAlchemy's events.
+driver_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]
+driver_listeners = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class StatementCounter:
+    """Counts SQL statements sent through an engine; tests and the benchmark read it.
+
+    ``reads`` leaves out the per-transaction role/claims set-up statement.
+    """
+
+    statements: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, engine: AsyncEngine) -> StatementCounter:
+        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        driver_listeners.setdefault(engine.sync_engine, []).append(self._on_driver)
+        return self
+
+    def detach(self, engine: AsyncEngine) -> None:
+        event.remove(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        driver_listeners.get(engine.sync_engine, []).remove(self._on_driver)
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self._on_driver(statement)
+
+    def _on_driver(self, statement: str) -> None:
+        with self._lock:
+            self.statements.append(statement)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.statements.clear()
+
+    @property
+    def total(self) -> int:
+        return len(self.statements)
+
+    @property
+    def reads(self) -> int:
+        return sum(1 for s in self.statements if SETUP_MARKER not in s)
+
+
+def pool_capacity(engine: AsyncEngine) -> int | None:
+    """How many connections the engine's pool holds at most (None: no limit, as NullPool)."""
+    pool = engine.sync_engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(0, pool._max_overflow)
+    return None

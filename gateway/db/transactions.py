@@ -1,0 +1,189 @@
+"""The per-request viewer transaction.
+
+The request boundary owns the transaction: ``open_transaction`` begins it and switches to the
+viewer's role with their claims set *locally* (as PostgREST does) in one round trip, and
+``end_transaction`` commits or rolls back. Store functions take the resulting ``Db`` and never
+commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.db.connection import Db, driver, send
+from gateway.db.engine import driver_listeners, pool_capacity
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("anon", "authenticated", "service_role")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: the database role to run as and the JWT claims to expose to RLS."""
+
+    role: str
+    user_id: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def anonymous(cls) -> Viewer:
+        return cls(role="anon", claims={"role": "anon"})
+
+    @classmethod
+    def service(cls) -> Viewer:
+        return cls(role="service_role", claims={"role": "service_role"})
+
+    @classmethod
+    def user(cls, user_id: str) -> Viewer:
+        return cls(
+            role="authenticated",
+            user_id=user_id,
+            claims={"sub": user_id, "role": "authenticated", "aud": "authenticated"},
+        )
+
+
+# The viewer's settings, local to the transaction; ``{role}`` etc. are bind parameters in
+# ``become`` and literals in ``begin_as``.
+_SETUP = (
+    "SELECT set_config('role', {role}, true), "
+    "set_config('request.jwt.claims', {claims}, true), "
+    "set_config('statement_timeout', {timeout}, true)"
+)
+SETUP = text(_SETUP.format(role=":role", claims=":claims", timeout=":timeout"))
+
+
+def statement_timeout_ms(settings: Settings, role: str) -> int:
+    return {
+        "anon": settings.statement_timeout_anon_ms,
+        "authenticated": settings.statement_timeout_authenticated_ms,
+    }.get(role, settings.statement_timeout_service_ms)
+
+
+def viewer_settings(viewer: Viewer, settings: Settings) -> dict[str, str]:
+    """The values of ``SETUP`` for ``viewer``."""
+    if viewer.role not in ROLES:
+        raise ValueError(f"unknown role {viewer.role!r}")
+    return {
+        "role": viewer.role,
+        "claims": json.dumps(dict(viewer.claims)),
+        "timeout": str(statement_timeout_ms(settings, viewer.role)),
+    }
+
+
+async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
+    """Switch the open transaction to ``viewer``; every setting is local to the transaction."""
+    await db.execute(SETUP, viewer_settings(viewer, settings))
+
+
+def literal(value: str) -> str:
+    """``value`` as an escape-string literal, which reads the same whatever
+    ``standard_conforming_strings`` is."""
+    if "\x00" in value:
+        raise ValueError("a text literal cannot hold NUL")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def begin_as(viewer: Viewer, settings: Settings) -> str:
+    """BEGIN and ``become``'s settings as one simple query (one round trip; only a
+    single-statement query can take bind parameters, so the values are literals)."""
+    values = viewer_settings(viewer, settings)
+    return "BEGIN; " + _SETUP.format(**{name: literal(v) for name, v in values.items()})
+
+
+def _attempts(engine: AsyncEngine) -> int:
+    """Every pooled connection may have been dropped at once (a server restart)."""
+    return (pool_capacity(engine) or 1) + 1
+
+
+async def open_transaction(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings
+) -> AsyncConnection:
+    """A pooled connection with a transaction open as ``viewer``.
+
+    Statements go through SQLAlchemy as usual; the connection is in its AUTOCOMMIT mode, so
+    SQLAlchemy sends no BEGIN or COMMIT of its own, and ``end_transaction`` ends the
+    transaction. Three round trips per request (set-up, the statement, COMMIT) where
+    SQLAlchemy's own transaction and ping took seven.
+
+    Connections are not pinged before use: one the server dropped (a restart, an idle
+    timeout) fails the set-up, which nothing depends on yet, and is replaced."""
+    setup = begin_as(viewer, settings)
+    for attempt in range(_attempts(engine), 0, -1):
+        conn = await engine.connect()
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for listener in driver_listeners.get(engine.sync_engine, ()):
+                listener(setup)
+            await send(conn, setup)
+        except BaseException:
+            try:
+                dropped = driver(conn).is_closed()
+            except Exception:
+                dropped = False
+            await _discard(conn)
+            if dropped and attempt > 1:
+                continue
+            raise
+        return conn
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
+    """COMMIT (or ROLLBACK) what ``open_transaction`` began and return the connection to the
+    pool. A COMMIT that fails, or that the server answers with ROLLBACK (the transaction had
+    failed), is an error: nothing is reported written that was not. A ROLLBACK that cannot be
+    sent (the connection broke, or a cancelled statement left it invalid) discards the
+    connection, and with it the transaction, without an error of its own: the request is
+    already failing for its own reason."""
+    if conn.invalidated:
+        await conn.close()
+        if commit:
+            raise RuntimeError("the transaction was not committed (its connection broke)")
+        return
+    try:
+        status = await send(conn, "COMMIT" if commit else "ROLLBACK")
+    except Exception:
+        await _discard(conn)
+        if commit:
+            raise
+        log.warning("rollback failed; the connection was discarded", exc_info=True)
+        return
+    except BaseException:
+        await _discard(conn)
+        raise
+    await conn.close()
+    if commit and status != "COMMIT":
+        raise RuntimeError(f"the transaction was not committed (the server answered {status})")
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close ``conn`` for good: its transaction's state is unknown."""
+    try:
+        await conn.invalidate()
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def viewer_transaction(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings
+) -> AsyncIterator[Db]:
+    """A transaction run as ``viewer``: committed on success, rolled back on any error."""
+    conn = await open_transaction(engine, viewer, settings)
+    try:
+        yield Db(conn)
+    except BaseException:
+        await asyncio.shield(end_transaction(conn, commit=False))
+        raise
+    await end_transaction(conn, commit=True)

@@ -1,0 +1,1 @@
+"""The HTTP layer: the Starlette app, its GraphQL endpoint and the ASGI entry point."""

@@ -1,0 +1,1 @@
+"""Operator tools: the CLI, bulk migration, demo data and the embedded PostgreSQL."""
