@@ -3,6 +3,8 @@
     RAW_PG_HOST=<socket dir> RAW_PG_USER=authenticator RAW_PG_DATABASE=mwplu \\
         python -m uvicorn bench.raw_server:app --loop uvloop --http httptools
 
+(over TCP: ``RAW_PG_HOST=<host> RAW_PG_PORT=<port> RAW_PG_PASSWORD=<authenticator's>``)
+
 ``POST /graphql`` answers the R1 shape of ``bench.graph`` (the first 50 v2 conversations by
 ``last_message_at`` desc with title, lastMessageAt, project {name, mainCity {name}} and their
 first 10 messages {role, text, createdAt}) with ONE statement that builds the whole JSON
@@ -132,7 +134,9 @@ class RawApp:
                 size = int(os.environ.get("POOL_SIZE", "10"))
                 self.pool = await asyncpg.create_pool(
                     host=os.environ["RAW_PG_HOST"],
+                    port=os.environ.get("RAW_PG_PORT") or None,
                     user=os.environ.get("RAW_PG_USER", "authenticator"),
+                    password=os.environ.get("RAW_PG_PASSWORD") or None,
                     database=os.environ.get("RAW_PG_DATABASE", "mwplu"),
                     min_size=size,
                     max_size=size,

@@ -27,6 +27,7 @@ NODE_TYPES = frozenset(
         "Profile",
         "Migration",
         "ChatEvent",
+        "FeatureFlag",
     }
 )
 

@@ -17,7 +17,8 @@ from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from schema.engine.compile import CompileError, compile_operation
+from schema.engine.cache import compile_operation
+from schema.engine.compile import CompileError
 from schema.engine.run import Run
 
 INTROSPECTION = frozenset({"__schema", "__type"})

@@ -8,6 +8,7 @@ from uuid import UUID
 import strawberry
 
 from schema.common import Node
+from schema.flags import FeatureValue
 
 
 @strawberry.type
@@ -17,3 +18,6 @@ class Profile(Node):
     full_name: str | None
     is_admin: bool
     created_at: datetime | None
+    features: list[FeatureValue] = strawberry.field(
+        description="Every flag as decided for the viewer; empty on anyone else's profile."
+    )

@@ -24,6 +24,7 @@ from schema.conversation import Conversation, V1Conversation, V2Conversation
 from schema.document import Document, Typology
 from schema.errors import CodedMaskErrors, NoSuggestions, directive_rule
 from schema.execution import EngineExecutionContext
+from schema.flags import FeatureFlag, SetFeatureFlagInput, SetFeatureFlagPayload
 from schema.geo import City, Zone, Zoning
 from schema.inputs import ConversationFilter, DocumentFilter, ProjectFilter
 from schema.message import V1Message, V2Message
@@ -116,6 +117,10 @@ class Query:
     ) -> list[ChatEventBucket]:
         declared()
 
+    @strawberry.field(description="Every feature flag, by key (admins and the service role).")  # type: ignore[untyped-decorator]
+    def feature_flags(self) -> list[FeatureFlag]:
+        declared()
+
 
 @strawberry.type
 class Mutation:
@@ -130,6 +135,13 @@ class Mutation:
         description="Remove the v2 copy of a migrated conversation; v1 is left as it was."
     )
     def revert_migration(self, input: RevertMigrationInput) -> RevertMigrationPayload:
+        declared()
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Create a flag or change the fields given (admins and the service role); "
+        "every worker applies it from the next request."
+    )
+    def set_feature_flag(self, input: SetFeatureFlagInput) -> SetFeatureFlagPayload:
         declared()
 
 

@@ -36,6 +36,8 @@ COMMANDS = [
     ["token"],
     ["export-schema"],
     ["migrate-conversations"],
+    ["flags"],
+    ["flags", "set"],
 ]
 
 
@@ -251,3 +253,40 @@ def test_db_current_on_an_unmigrated_database(
     result = cli("db", "current", env={**env, "DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "current: base (empty)"
+
+
+def test_flags_set_list_and_check(
+    env: dict[str, str], server: Server, database: str
+) -> None:
+    """An operator rolls v2 out to a quarter of users and targets one; then checks a user."""
+    url = {**env, "DATABASE_URL": render(server.database_url(database))}
+    target = "00000000-0000-4000-8000-00000000beef"
+    result = cli("flags", "set", "v2_conversations", "--enable", "--rollout", "25",
+                 "--target-user", target, env=url)
+    assert result.returncode == 0, result.stderr
+    assert "v2_conversations" in result.stdout and "25 %" in result.stdout
+    listed = cli("flags", "list", env=url)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if "v2_conversations" in line)
+    assert row.startswith("v2_conversations  on  25 %  users=1  emails=-  environments=all")
+    checked = cli("flags", "check", "v2_conversations", "--user", target, env=url)
+    assert checked.stdout.strip() == f"v2_conversations for {target}: on (target_user)"
+    off = cli("flags", "set", "v2_conversations", "--disable", env=url)
+    assert off.returncode == 0, off.stderr
+    checked = cli("flags", "check", "v2_conversations", "--user", target, env=url)
+    assert checked.stdout.strip() == f"v2_conversations for {target}: off (disabled)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["flags", "set", "Bad Key"], "error: the key must be"),
+        (["flags", "set", "ok", "--target-user", "nope"], "error: --target-user must be"),
+        (["flags", "check", "ok", "--user", "nope"], "error: --user must be"),
+    ],
+)
+def test_flags_bad_input_is_one_line(
+    env: dict[str, str], server: Server, database: str, args: list[str], message: str
+) -> None:
+    result = cli(*args, env={**env, "DATABASE_URL": render(server.database_url(database))})
+    assert assert_one_error_line(result).startswith(message)

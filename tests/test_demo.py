@@ -5,14 +5,8 @@ import uuid
 import asyncpg
 import pytest
 
-from gateway.tools.demo import (
-    COLUMNS,
-    DEMO_ADMIN_ID,
-    DEMO_OTHER_USER_ID,
-    DEMO_USER_ID,
-    demo_loaded,
-    seed_demo,
-)
+from gateway.tools.demo import demo_loaded, seed_demo
+from gateway.tools.demo_content import COLUMNS, DEMO_ADMIN_ID, DEMO_OTHER_USER_ID, DEMO_USER_ID
 from tests.conftest import Server, create_database, drop_database, render
 
 LIVE_COUNTERS = """
@@ -92,6 +86,19 @@ async def test_seeded_rows_are_consistent(
     admin = await owner.fetchval("SELECT is_admin FROM profiles WHERE id = $1",
                                  uuid.UUID(DEMO_ADMIN_ID))
     assert admin is True
+
+
+async def test_the_demo_routes_new_conversations_both_ways(
+    server: Server, database: str, owner: asyncpg.Connection
+) -> None:
+    await seed_demo(url_of(server, database))
+    routes = {
+        user: await owner.fetchval(
+            "SELECT evaluate_feature_flag('v2_conversations', $1, NULL)", uuid.UUID(user)
+        )
+        for user in (DEMO_USER_ID, DEMO_OTHER_USER_ID)
+    }
+    assert routes == {DEMO_USER_ID: True, DEMO_OTHER_USER_ID: False}
 
 
 @pytest.mark.parametrize("user_id", [DEMO_USER_ID, DEMO_OTHER_USER_ID])

@@ -34,7 +34,8 @@ from gateway.db import StatementCounter
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import select
-from schema.engine import compile as compile_module
+from schema.engine import cache as plan_cache
+from schema.engine.compile import CompileError
 from tests import factories
 from tests.conftest import bearer
 from tests.factories import (
@@ -939,8 +940,8 @@ async def test_a_refused_document_is_remembered_without_the_requests_that_sent_i
     for _ in range(3):
         body = await gql(plans, query, user=data["user"])
         assert codes(body) == ["BAD_USER_INPUT"]
-    refused = [entry[2] for entry in compile_module._plans.values()
-               if isinstance(entry[2], compile_module.CompileError)]
+    refused = [entry[2] for entry in plan_cache._plans.values()
+               if isinstance(entry[2], CompileError)]
     assert refused
     assert all(r.__traceback__ is None and r.error.__traceback__ is None for r in refused)
 

@@ -58,9 +58,13 @@ class Viewer:
 _SETUP = (
     "SELECT set_config('role', {role}, true), "
     "set_config('request.jwt.claims', {claims}, true), "
-    "set_config('statement_timeout', {timeout}, true)"
+    "set_config('statement_timeout', {timeout}, true), "
+    # read by feature_flag_decision (a flag may be limited to some environments)
+    "set_config('app.environment', {environment}, true)"
 )
-SETUP = text(_SETUP.format(role=":role", claims=":claims", timeout=":timeout"))
+SETUP = text(
+    _SETUP.format(role=":role", claims=":claims", timeout=":timeout", environment=":environment")
+)
 
 
 def statement_timeout_ms(settings: Settings, role: str) -> int:
@@ -78,6 +82,7 @@ def viewer_settings(viewer: Viewer, settings: Settings) -> dict[str, str]:
         "role": viewer.role,
         "claims": json.dumps(dict(viewer.claims)),
         "timeout": str(statement_timeout_ms(settings, viewer.role)),
+        "environment": settings.env,
     }
 
 

@@ -6,7 +6,7 @@ import gc
 
 # A response of the hot shapes allocates tens of thousands of short-lived objects; with the
 # default first-generation threshold (700) the collector runs dozens of times per request.
-# In a one-off experiment with bench/graph.py data: R1 CPU/request 64-87 → 50 ms, R2 at
+# In a one-off experiment with bench/graph/ data: R1 CPU/request 64-87 → 50 ms, R2 at
 # 16 connections 353-375 → 144 ms.
 GC_THRESHOLD = (50_000, 20, 100)
 

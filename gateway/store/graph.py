@@ -20,9 +20,11 @@ from gateway.store.keyset import newest_first_after, oldest_first_after
 
 @dataclass(frozen=True)
 class Scalar:
-    """A leaf: ``sql`` over the row ``t``."""
+    """A leaf: ``sql`` over the row ``t``. With ``ids_of``, the value is a uuid (or an array of
+    them) of that Node type, written as global ids."""
 
     sql: str
+    ids_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,39 @@ ENTITIES: dict[str, Entity] = {
             "fullName": Scalar("t.full_name"),
             "isAdmin": Scalar("coalesce(t.is_admin, false)"),
             "createdAt": Scalar("t.created_at"),
+            # Every flag's decision for the viewer, on the viewer's own profile only.
+            "features": ToMany(
+                "FeatureValue",
+                "CASE WHEN t.id = auth.uid() "
+                "THEN ARRAY(SELECT f.id FROM feature_flags f ORDER BY f.key) "
+                "ELSE CAST('{}' AS uuid[]) END",
+            ),
+        },
+    ),
+    "FeatureFlag": Entity(
+        "feature_flags",
+        fields={
+            "key": Scalar("t.key"),
+            "description": Scalar("t.description"),
+            "enabled": Scalar("t.enabled"),
+            "rolloutPercentage": Scalar("t.rollout_percentage"),
+            "targetUserIds": Scalar("t.target_user_ids", ids_of="Profile"),
+            "targetEmails": Scalar("t.target_emails"),
+            "environments": Scalar("t.environments"),
+            "createdAt": Scalar("t.created_at"),
+            "updatedAt": Scalar("t.updated_at"),
+        },
+    ),
+    # A flag as decided for the viewer (``feature_flag_decision``, revision 0007), keyed by the
+    # flag's id.
+    "FeatureValue": Entity(
+        "(SELECT f.id, f.key, d.result, d.reason FROM feature_flags f CROSS JOIN LATERAL "
+        "feature_flag_decision(f.key, auth.uid(), "
+        "(SELECT p.email FROM profiles p WHERE p.id = auth.uid())) d)",
+        fields={
+            "key": Scalar("t.key"),
+            "enabled": Scalar("t.result"),
+            "reason": Scalar("t.reason"),
         },
     ),
     "Document": Entity(
@@ -313,6 +348,7 @@ PAYLOADS: dict[str, Entity] = {
             "project": ToOne("Project", "v2_project_id"),
         },
     ),
+    "SetFeatureFlagPayload": Entity("", fields={"flag": ToOne("FeatureFlag", "id")}),
     "RevertMigrationPayload": Entity(
         "",
         fields={

@@ -50,13 +50,13 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import Db, Viewer, create_engine, viewer_transaction
 from gateway.settings import Settings
 from gateway.store import migration as single
 from gateway.store.verify import VerificationReport, verify
+from gateway.tools.bulk_failures import describe, fatal, sqlstate
 
 # A batch statement may legitimately run longer than an API request.
 BULK_STATEMENT_TIMEOUT_MS = 10 * 60 * 1000
@@ -175,54 +175,6 @@ MARK_FAILED = text(
 )
 
 
-def describe(exc: BaseException) -> str:
-    """One line for ``error_message``: the database's message, SQLSTATE and detail."""
-    orig: BaseException = getattr(exc, "orig", None) or exc
-    pg: Any = orig.__cause__ if orig.__cause__ is not None else orig
-    message = getattr(pg, "message", None) or str(pg)
-    message = str(message).strip().splitlines()[0] if str(message).strip() else type(pg).__name__
-    sqlstate = getattr(pg, "sqlstate", None)
-    detail = getattr(pg, "detail", None)
-    parts = [message]
-    if sqlstate:
-        parts[0] = f"{message} (SQLSTATE {sqlstate})"
-    if detail:
-        parts.append(str(detail))
-    return ": ".join(parts)[:2000]
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", None)
-    cause = getattr(orig, "__cause__", None)
-    value = getattr(cause, "sqlstate", None) or getattr(orig, "sqlstate", None)
-    return str(value) if value else None
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Errors that mean the database is gone, not that one conversation is bad."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, (OSError, ConnectionError)):
-        return True
-    try:
-        import asyncpg  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover
-        return False
-    cause = getattr(getattr(exc, "orig", None), "__cause__", None) or exc
-    return isinstance(
-        cause,
-        (
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError,
-            asyncpg.exceptions.CrashShutdownError,
-            # the client's side of the protocol is broken (e.g. a connection cut mid-reply)
-            asyncpg.exceptions.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-        ),
-    )
-
-
 @dataclass
 class _Run:
     engine: AsyncEngine
@@ -289,7 +241,7 @@ class _Run:
                 claimed = [(r[0], r[1]) for r in await db.execute(CLAIM, {"ids": list(ids)})]
                 conversations, messages = await single.copy_claimed(db, claimed)
         except Exception as exc:
-            if _fatal(exc):
+            if fatal(exc):
                 raise
             return False
         self.migrated += conversations
@@ -314,9 +266,9 @@ class _Run:
             try:
                 outcome, messages = await self._copy_one(v1_id)
             except Exception as exc:
-                if _fatal(exc):
+                if fatal(exc):
                     raise
-                if _sqlstate(exc) in TRANSIENT_SQLSTATES and attempt < SINGLE_ATTEMPTS:
+                if sqlstate(exc) in TRANSIENT_SQLSTATES and attempt < SINGLE_ATTEMPTS:
                     continue
                 await self.record_failure(v1_id, describe(exc))
                 return

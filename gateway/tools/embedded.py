@@ -22,7 +22,7 @@ DATABASE = "mwplu"
 
 # glibc's malloc, left to itself, gives the memory a backend freed at the end of a large query
 # back to the kernel (heap trimming; big blocks mmapped and unmapped), and the next query
-# faults every page of it in again: R2's statement (bench/graph.py), which builds ~350 KB of
+# faults every page of it in again: R2's statement (bench/graph/), which builds ~350 KB of
 # JSON, ran in 13 ms with the defaults and in 10 ms with these. Fixed thresholds keep that
 # memory in the heap (``mallopt(3)``; Tomas Vondra, "Tuning the glibc memory allocator (for
 # Postgres)"). The cost: an idle backend may keep up to the trim threshold of freed heap.

@@ -10,7 +10,6 @@ arguments sends no SQL at all.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -41,7 +40,7 @@ from strawberry.types.arguments import convert_arguments
 
 from gateway.errors import BadUserInput, GatewayError
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
-from resolvers.ids import time_keyset
+from resolvers.ids import time_keyset, to_global_id
 from schema.common import page_size
 from schema.engine import roots
 from schema.engine.plan import (
@@ -101,6 +100,17 @@ def converter(type_: GraphQLOutputType) -> Convert | None:
         names = {_stored(v.value): name for name, v in named.values.items()}
         return names.get
     return _CONVERTERS.get(named.name)
+
+
+def global_ids(type_name: str) -> Convert:
+    """Writes a stored uuid, or a list of them, as global ids of ``type_name``."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list):
+            return [to_global_id(type_name, v) for v in value]
+        return to_global_id(type_name, value)
+
+    return convert
 
 
 def _stored(value: Any) -> Any:
@@ -205,7 +215,9 @@ class Compiler:
                 f.kind, f.literal = LITERAL, entity.source.upper()
             elif isinstance(declared, Scalar):
                 f.column = self.column(type_name, declared.sql)
-                f.convert = converter(field_def.type)
+                f.convert = (
+                    global_ids(declared.ids_of) if declared.ids_of else converter(field_def.type)
+                )
             elif isinstance(declared, ToOne):
                 self.to_one(f, type_name, declared, field_def, field_details)
             elif isinstance(declared, ToMany):
@@ -392,46 +404,3 @@ class Compiler:
             plan.writers = root_writers(root)
             plans.append(plan)
         return OperationPlan(plans, self.columns)
-
-
-PLAN_CACHE_SIZE = 512
-_plans: OrderedDict[tuple[int, int, str], tuple[Any, Any, OperationPlan | CompileError]]
-_plans = OrderedDict()
-
-
-def compile_operation(
-    schema: GraphQLSchema,
-    fragments: dict[str, FragmentDetails],
-    variable_values: Any,
-    operation: OperationDefinitionNode,
-    root_type: GraphQLObjectType,
-    fields: GroupedFieldSet,
-) -> OperationPlan:
-    """The plan of ``fields`` (raises ``CompileError`` for a refused argument).
-
-    A plan depends only on the schema, the operation (strawberry's parser cache hands the same
-    document to every request with the same text) and the variables' values, so it is
-    remembered for those; the entry keeps both objects, so their ids cannot be reused while it
-    lives."""
-    coerced = getattr(variable_values, "coerced", variable_values)
-    key = (id(schema), id(operation), repr(sorted(coerced.items())))
-    cached = _plans.get(key)
-    if cached is not None and cached[0] is schema and cached[1] is operation:
-        _plans.move_to_end(key)
-        result = cached[2]
-    else:
-        compiler = Compiler(schema, fragments, variable_values, operation)
-        try:
-            result = compiler.operation_plan(root_type, fields)
-        except CompileError as error:
-            # Kept without its traceback: the frames of the request that compiled it.
-            result = CompileError(error.error.with_traceback(None), error.nodes, error.path)
-        _plans[key] = (schema, operation, result)
-        if len(_plans) > PLAN_CACHE_SIZE:
-            _plans.popitem(last=False)
-    if isinstance(result, CompileError):
-        # A new exception each time: raising the cached one would chain every request's frames
-        # onto its traceback.
-        raise CompileError(result.error, result.nodes, result.path)
-    return result
-

@@ -99,7 +99,7 @@ class ValueField:
 
 
 # Root kinds
-NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME, MUTATION = range(6)
+NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME, MUTATION, ROWS = range(7)
 
 
 @dataclass(eq=False)

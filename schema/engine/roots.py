@@ -11,6 +11,7 @@ from graphql.execution.collect_fields import FieldDetailsList
 
 from gateway.store import analytics as event_store
 from gateway.store import conversations as conversation_store
+from gateway.store import flags as flag_store
 from gateway.store import projects as project_store
 from gateway.store import shared
 from gateway.store.graph import (
@@ -19,7 +20,7 @@ from gateway.store.graph import (
     NEWEST_EVENT,
     NEWEST_PROJECT,
 )
-from resolvers import analytics, migrations
+from resolvers import analytics, flags, migrations
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
@@ -29,6 +30,7 @@ from schema.engine.plan import (
     MUTATION,
     NODES,
     ROOT_TYPENAME,
+    ROWS,
     VALUE,
     VIEWER,
     FieldPlan,
@@ -48,6 +50,7 @@ __all__ = [
     "compile_mutation",
     "compile_root",
     "fetch_listing",
+    "fetch_rows",
     "fetch_value",
     "fetch_viewer",
     "run_mutation",
@@ -57,7 +60,7 @@ CONVERSATIONS = ["V1Conversation", "V2Conversation"]
 # The root fields of Query this module compiles (a test holds it equal to the schema's).
 ROOT_FIELDS = frozenset(
     {"node", "nodes", "viewer", "migrationReport", "chatEventStats", "conversations",
-     "projects", "chatEvents", "cities", "documents"}
+     "projects", "chatEvents", "cities", "documents", "featureFlags"}
 )
 
 
@@ -87,6 +90,9 @@ def compile_root(
     if name == "viewer":
         root.targets["Profile"] = compiler.object_plan("Profile", details)
         return RootPlan(root, VIEWER)
+    if name == "featureFlags":
+        root.targets["FeatureFlag"] = compiler.object_plan("FeatureFlag", details)
+        return RootPlan(root, ROWS)
     if name in ("migrationReport", "chatEventStats"):
         plan = RootPlan(root, VALUE)
         if name == "chatEventStats":
@@ -222,6 +228,14 @@ async def fetch_value(run: Run, plan: RootPlan) -> Any:
     return await analytics.chat_event_stats(context, plan.args["filter"], plan.args["groups"])
 
 
+async def fetch_rows(run: Run, plan: RootPlan) -> list[tuple[str, Any]]:
+    """The rows of a root list (``featureFlags``), each with its type."""
+    await flags.may_manage(run.context)
+    rows = await flag_store.listing(await run.db(), run.select("FeatureFlag"))
+    run.remember("FeatureFlag", rows)
+    return [("FeatureFlag", row) for row in rows]
+
+
 async def fetch_viewer(run: Run) -> Any:
     context = run.context
     if context.viewer.user_id is None:
@@ -257,8 +271,16 @@ async def _revert(context: Any, given: Any) -> dict[str, Any]:
     return await migrations.revert(context, given.conversation_id)
 
 
+async def _set_flag(context: Any, given: Any) -> dict[str, Any]:
+    return {"id": await flags.set_flag(context, given)}
+
+
 # What each mutation writes; it returns the row its payload is read from (``PAYLOADS``).
-MUTATIONS = {"migrateConversation": _migrate, "revertMigration": _revert}
+MUTATIONS = {
+    "migrateConversation": _migrate,
+    "revertMigration": _revert,
+    "setFeatureFlag": _set_flag,
+}
 
 
 async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:

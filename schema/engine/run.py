@@ -33,6 +33,7 @@ from schema.engine.plan import (
     NODES,
     PAGE,
     ROOT_TYPENAME,
+    ROWS,
     VALUE,
     VIEWER,
     FieldPlan,
@@ -273,6 +274,8 @@ class Run:
             return await roots.fetch_viewer(self)
         if kind == VALUE:
             return await roots.fetch_value(self, root)
+        if kind == ROWS:
+            return await roots.fetch_rows(self, root)
         return None
 
     @staticmethod
@@ -288,7 +291,7 @@ class Run:
                 for t, row, _, _ in value.items
                 if t in targets
             ]
-        if root.kind == NODES:
+        if root.kind in (NODES, ROWS):
             return [(f.targets[t], row) for t, row in value]
         if root.kind == VIEWER:
             return [(f.targets["Profile"], value)]
@@ -314,6 +317,12 @@ class Run:
                     node = None  # Node is nullable, in ``node`` and in ``nodes``
                 written.append(node)
             return written[0] if root.single else written
+        if kind == ROWS:
+            # Non-null items: one that cannot be written nulls the list (``Propagate``).
+            return [
+                writers[type_name](row, (path, index), found, pages, self)
+                for index, (type_name, row) in enumerate(value)
+            ]
         if kind == VIEWER:
             if value is None:
                 return None

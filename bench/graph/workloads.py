@@ -1,0 +1,209 @@
+"""The workloads: each one's GraphQL (and PostGraphile's same shape) and the request bodies
+every server cycles through under wrk."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bench import graph_data
+from bench.graph_data import Scale, row_id
+
+R1 = """query R1 {
+  conversations(first: 50, filter: {source: V2}) {
+    edges { node {
+      title lastMessageAt
+      ... on V2Conversation { project { name mainCity { name } } }
+      messages(first: 10) { edges { node { role text createdAt } } }
+    } }
+  }
+}"""
+
+# The same shape in PostGraphile 5's own names (Amber preset inflection).
+R1_POSTGRAPHILE = """query R1 {
+  allV2Conversations(first: 50, orderBy: [LAST_MESSAGE_AT_DESC, PRIMARY_KEY_DESC]) {
+    nodes {
+      title lastMessageAt
+      v2ProjectByProjectId { name cityByMainCityId { name } }
+      v2MessagesByConversationId(first: 10, orderBy: [CREATED_AT_ASC, PRIMARY_KEY_ASC]) {
+        nodes { role message createdAt }
+      }
+    }
+  }
+}"""
+
+R3 = """query R3($id: ID!) {
+  node(id: $id) { id ... on Conversation { source title lastMessageAt messageCount } }
+}"""
+# PostGraphile has no unified conversation: primary-key lookups of the same rows (v1 rows
+# without the derived title and message count, which only the gateway computes).
+R3_POSTGRAPHILE = {
+    "V2Conversation": "query R3($id: UUID!) { v2ConversationByRowId(rowId: $id) "
+    "{ id title lastMessageAt messageCount } }",
+    "V1Conversation": "query R3($id: UUID!) { chatConversationByRowId(rowId: $id) "
+    "{ id lastMessageAt isActive } }",
+}
+
+R4 = """query R4 {
+  chatEventStats(groupBy: [SOURCE, DAY]) { source day events tokensTotal costTotal }
+}"""
+R4_SQL = """
+SELECT metadata->>'source' AS source, (created_at AT TIME ZONE 'UTC')::date AS day,
+  count(*)::int AS events, coalesce(sum(tokens_total), 0)::bigint AS tokens_total,
+  coalesce(sum(cost_total), 0)::numeric AS cost_total
+FROM analytics.chat_events GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+R3_IDS = 500  # distinct node ids cycled through by R3
+
+# A write: each request migrates another v1 conversation into v2 (one transaction: the copy of
+# its messages, then the payload read through the engine as the viewer). Run last: it changes
+# what the listings show.
+R7 = """mutation R7($id: ID!) {
+  migrateConversation(input: {conversationId: $id}) {
+    alreadyMigrated migration { status } conversation { id messageCount } project { id }
+  }
+}"""
+R7_CONVERSATIONS = 5000  # distinct conversations, more than a run migrates
+
+# A connection nested under a list: projects, each with a page of conversations (and their
+# count), each with its first messages.
+R6 = """query R6 {
+  projects(first: 20) { edges { node {
+    name
+    conversations(first: 10) { totalCount edges { node {
+      title lastMessageAt
+      messages(first: 5) { edges { node { role text createdAt } } }
+    } } }
+  } } }
+}"""
+R6_POSTGRAPHILE = """query R6 {
+  allV2Projects(first: 20, orderBy: [CREATED_AT_DESC, PRIMARY_KEY_DESC]) { nodes {
+    name
+    v2ConversationsByProjectId(first: 10, orderBy: [LAST_MESSAGE_AT_DESC, PRIMARY_KEY_DESC]) {
+      totalCount nodes {
+        title lastMessageAt
+        v2MessagesByConversationId(first: 5, orderBy: [CREATED_AT_ASC, PRIMARY_KEY_ASC]) {
+          nodes { role message createdAt }
+        }
+      }
+    }
+  } }
+}"""
+
+
+def reference_query() -> str:
+    """R2: the mixed v1/v2 reference query of the unified-graph issue (one source of truth)."""
+    from tests.test_statement_count import REFERENCE
+
+    return str(REFERENCE)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    # server name -> the request bodies it cycles through (absent: the server cannot answer)
+    requests: dict[str, list[Request]]
+
+
+def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:
+    payload: dict[str, Any] = {"query": query}
+    if variables:
+        payload["variables"] = variables
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def r3_targets(scale: Scale, count: int = R3_IDS, seed: int = 3) -> list[tuple[str, uuid.UUID]]:
+    """Random conversations, alternately v1 and v2, as (node type, row id)."""
+    rng = random.Random(seed)
+    n = scale.conversations
+    picks = []
+    for k in range(min(count, 2 * n)):
+        if k % 2:
+            picks.append(("V2Conversation", row_id(graph_data.T_V2_CONV, rng.randrange(n))))
+        else:
+            picks.append(("V1Conversation", row_id(graph_data.T_V1_CONV, rng.randrange(n))))
+    return picks
+
+
+def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
+    from resolvers.ids import to_global_id
+
+    targets = r3_targets(scale)
+    r3_gateway = [
+        Request("/graphql", graphql_body(R3, {"id": to_global_id(t, i)})) for t, i in targets
+    ]
+    r3_raw = [Request("/node", graphql_body(R3, {"id": to_global_id(t, i)})) for t, i in targets]
+    workloads = [
+        Workload(
+            "R1",
+            "first 50 v2 conversations + project, city, first 10 messages",
+            {
+                "gateway": [Request("/graphql", graphql_body(R1))],
+                "raw limit": [Request("/graphql", graphql_body(R1))],
+            },
+        ),
+        Workload(
+            "R2",
+            "mixed v1/v2 reference query (tests/test_statement_count.py), first: 50",
+            {"gateway": [Request("/graphql", graphql_body(reference_query(), {"first": 50}))]},
+        ),
+        Workload(
+            "R3",
+            f"node(id:) of {len(targets)} random conversations of both stores"
+            + (" (postgraphile: primary-key lookups of the same rows, v1 without the derived "
+               "title and count)" if with_postgraphile else ""),
+            {"gateway": r3_gateway, "raw limit": r3_raw},
+        ),
+        Workload(
+            "R4",
+            f"chatEventStats(groupBy: [SOURCE, DAY]) over {scale.events:,} events",
+            {"gateway": [Request("/graphql", graphql_body(R4))]},
+        ),
+        Workload(
+            "R6",
+            "first 20 projects, each with 10 conversations (+ totalCount), each with 5 messages",
+            {"gateway": [Request("/graphql", graphql_body(R6))]},
+        ),
+        Workload(
+            "R7",
+            "migrateConversation of a different v1 conversation per request (a write and its "
+            "payload)",
+            {
+                "gateway": [
+                    Request(
+                        "/graphql",
+                        graphql_body(
+                            R7,
+                            {"id": to_global_id(
+                                "V1Conversation", row_id(graph_data.T_V1_CONV, i)
+                            )},
+                        ),
+                    )
+                    for i in range(min(R7_CONVERSATIONS, scale.conversations))
+                ]
+            },
+        ),
+    ]
+    if with_postgraphile:
+        workloads[0].requests["postgraphile"] = [
+            Request("/graphql", graphql_body(R1_POSTGRAPHILE))
+        ]
+        workloads[2].requests["postgraphile"] = [
+            Request("/graphql", graphql_body(R3_POSTGRAPHILE[t], {"id": str(i)}))
+            for t, i in targets
+        ]
+        workloads[4].requests["postgraphile"] = [
+            Request("/graphql", graphql_body(R6_POSTGRAPHILE))
+        ]
+    return workloads

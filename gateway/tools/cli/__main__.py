@@ -1,0 +1,3 @@
+from gateway.tools.cli import main
+
+main()

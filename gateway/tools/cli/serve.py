@@ -1,0 +1,127 @@
+"""``mwplu-gateway serve``: the embedded or configured database, then uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from gateway.db import migrate
+from gateway.settings import Settings, SettingsError
+from gateway.tools.cli.common import (
+    CliError,
+    DataDir,
+    app,
+    database,
+    fail,
+    load_settings,
+    out,
+    run_db,
+)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the graph. Without DATABASE_URL: embedded Postgres, migrations, demo data."""
+    settings = load_settings(data_dir)
+    try:
+        settings.check_serving()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    host = host or settings.host
+    port = port or settings.port
+    if not port_free(host, port):
+        fail(f"port {port} on {host} is already in use")
+    with database(settings) as (serving, owner_url):
+        if settings.embedded:
+            prepare_demo(serving, owner_url)
+        else:
+            run_db(asyncio.run, check_reachable(serving))
+            if serving.production:
+                from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+
+                try:
+                    run_db(asyncio.run, check_serving_database(serving))
+                except UnsafeDatabaseRole as exc:
+                    raise CliError(str(exc)) from None
+        run_server(serving, host, port, workers, reload)
+
+
+def prepare_demo(settings: Settings, owner_url: str) -> None:
+    from gateway.auth import issue_token
+    from gateway.tools import demo
+    from gateway.tools.demo_content import DEMO_ADMIN_ID, DEMO_USER_ID
+
+    run_db(migrate.upgrade, owner_url, "head", settings.authenticator_password)
+    if not run_db(asyncio.run, demo.demo_loaded(owner_url)):
+        out.print("loading demo data (first start)…")
+        run_db(asyncio.run, demo.seed_demo(owner_url, scale=1))
+    out.print(f"embedded PostgreSQL data in {settings.data_dir}")
+    for label, user, role in (
+        ("user ", DEMO_USER_ID, "authenticated"),
+        ("admin", DEMO_ADMIN_ID, "authenticated"),
+        ("service", DEMO_USER_ID, "service_role"),
+    ):
+        out.print(
+            f"[bold]{label}[/] token: Bearer "
+            f"{issue_token(settings, user, role=role, ttl_s=86400)}",
+            soft_wrap=True,
+        )
+
+
+async def check_reachable(settings: Settings) -> None:
+    from sqlalchemy import text
+
+    from gateway.db import create_engine
+
+    engine = create_engine(settings.database_url or "", settings, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+def run_server(settings: Settings, host: str, port: int, workers: int, reload: bool) -> None:
+    import signal
+
+    import uvicorn
+
+    # uvicorn re-raises the signal it caught once it has shut down; with a Python handler
+    # installed that becomes SystemExit here, so the embedded Postgres is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    out.print(f"GraphiQL: http://{host}:{port}/graphql", soft_wrap=True)
+    if workers > 1 or reload:
+        # Worker processes build their own app from the environment.
+        os.environ["DATABASE_URL"] = settings.database_url or ""
+        os.environ["JWT_SECRET"] = settings.jwt_secret or ""
+        uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
+                    log_level="info")
+        return
+    from gateway.http.app import create_app
+    from gateway.http.runtime import tune_gc
+
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(app, host=host, port=port, log_level="info")
