@@ -11,24 +11,15 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from gateway.context import Context
-from gateway.db import Viewer, become
-from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
+from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.store import migration as store
 from gateway.store import verify
+from resolvers.acting import as_service, as_viewer, signed_in
 from resolvers.ids import expect_id
 
 
-async def _as_service(context: Context) -> None:
-    await become(await context.db(), Viewer.service(), context.settings)
-
-
-async def _as_viewer(context: Context) -> None:
-    await become(await context.db(), context.viewer, context.settings)
-
-
 def _signed_in(context: Context) -> None:
-    if context.is_anonymous:
-        raise Unauthenticated("sign in to migrate conversations")
+    signed_in(context, "migrate conversations")
 
 
 async def migrate(
@@ -47,7 +38,7 @@ async def migrate(
         raise NotFound("conversation not found")
     if target is not None:
         await _check_project(db, target, owner)
-    await _as_service(context)
+    await as_service(context)
     claimed = await store.claim(db, v1_id)
     if claimed is None:
         raise NotFound("conversation not found")
@@ -56,7 +47,7 @@ async def migrate(
         tracking = await store.copy(
             db, v1_id=v1_id, tracking_id=tracking["id"], project_id=target
         )
-    await _as_viewer(context)
+    await as_viewer(context)
     return dict(tracking), claimed.already_migrated
 
 
@@ -83,12 +74,12 @@ async def revert(context: Context, conversation_id: str) -> dict[str, object]:
     )
     if visible is None:
         raise NotFound("conversation not found")
-    await _as_service(context)
+    await as_service(context)
     tracking = await store.lock_for_revert(db, v1_id=v1, v2_id=v2)
     if tracking is None or tracking["migration_status"] != "completed":
         raise BadUserInput("this conversation has no completed migration to revert")
     reverted = await store.revert(db, tracking)
-    await _as_viewer(context)
+    await as_viewer(context)
     return dict(reverted)
 
 

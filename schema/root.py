@@ -38,6 +38,18 @@ from schema.migration import (
 )
 from schema.profile import Profile
 from schema.project import Project
+from schema.writes import (
+    ArchiveConversationInput,
+    ArchiveConversationPayload,
+    CreateProjectInput,
+    CreateProjectPayload,
+    PostMessageInput,
+    PostMessagePayload,
+    StartConversationInput,
+    StartConversationPayload,
+    UpdateProjectInput,
+    UpdateProjectPayload,
+)
 
 
 @strawberry.type
@@ -142,6 +154,36 @@ class Mutation:
         "every worker applies it from the next request."
     )
     def set_feature_flag(self, input: SetFeatureFlagInput) -> SetFeatureFlagPayload:
+        declared()
+
+    @strawberry.mutation(description="A new DRAFT project of the viewer.")  # type: ignore[untyped-decorator]
+    def create_project(self, input: CreateProjectInput) -> CreateProjectPayload:
+        declared()
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Change the fields given (null clears a nullable one). The first edit of a "
+        "DRAFT project sets firstEditedAt and, unless status is given, makes it ACTIVE."
+    )
+    def update_project(self, input: UpdateProjectInput) -> UpdateProjectPayload:
+        declared()
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="A new conversation: in v2 when projectId is given or the viewer's flag "
+        "v2_conversations is on (a DRAFT project is made when none is given), else in v1."
+    )
+    def start_conversation(self, input: StartConversationInput) -> StartConversationPayload:
+        declared()
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="A message in the conversation's own store, at its next turn, with one "
+        "analytics event tagged by that store. A migrated v1 conversation is read-only "
+        "(CONFLICT, with extensions.v2ConversationId)."
+    )
+    def post_message(self, input: PostMessageInput) -> PostMessagePayload:
+        declared()
+
+    @strawberry.mutation(description="isActive false (v2: archivedAt set).")  # type: ignore[untyped-decorator]
+    def archive_conversation(self, input: ArchiveConversationInput) -> ArchiveConversationPayload:
         declared()
 
 

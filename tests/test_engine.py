@@ -213,8 +213,10 @@ STAMPED_AFTER = BASE + timedelta(days=60)
 async def settle_clock(owner: asyncpg.Connection) -> None:
     """Every instant the database stamped, set to a fixed one in the same order."""
     columns = await owner.fetch(
-        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns c "
         "WHERE data_type = 'timestamp with time zone' AND table_schema IN ('public', 'analytics')"
+        " AND EXISTS (SELECT 1 FROM information_schema.columns i WHERE i.column_name = 'id'"
+        " AND (i.table_schema, i.table_name) = (c.table_schema, c.table_name))"
         " ORDER BY 1, 2, 3"
     )
     for c in columns:

@@ -81,7 +81,7 @@ TABLE_INDEXES_SQL = (
 ROW_HASH_SQL = "SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM {table} AS t"
 ROW_COUNT_SQL = "SELECT count(*) FROM {table}"
 
-HEAD = "0007_feature_flags"
+HEAD = "0008_writes"
 
 # DESIGN §2: shared reference tables, v1, the bridge, analytics ("name type", column order).
 SHARED_AND_V1_COLUMNS = {
@@ -179,6 +179,8 @@ CHECKED_COLUMNS = {
     ("chat_messages", "role"),
     ("feature_flags", "key"),  # seed 001
     ("feature_flags", "rollout_percentage"),
+    ("mwplu_idempotency_keys", "key"),  # the gateway's own
+    ("mwplu_idempotency_keys", "source"),
 }
 
 # Seed 000's index names and the table each is on.

@@ -338,6 +338,12 @@ ENTITIES: dict[str, Entity] = {
 # Mutation payloads: rows a mutation returns (a dict) rather than rows of a table. Their
 # "columns" are keys of that dict; their relations read the objects the mutation wrote, as the
 # viewer, like any other row.
+# What a write to either store returns: the store written (``source``) and the rows' ids.
+_WRITTEN_CONVERSATION = ToOne(
+    {"v1": "V1Conversation", "v2": "V2Conversation"}, "conversation_id", by="source"
+)
+_WRITTEN_MESSAGE = ToOne({"v1": "V1Message", "v2": "V2Message"}, "message_id", by="source")
+
 PAYLOADS: dict[str, Entity] = {
     "MigrateConversationPayload": Entity(
         "",
@@ -349,6 +355,25 @@ PAYLOADS: dict[str, Entity] = {
         },
     ),
     "SetFeatureFlagPayload": Entity("", fields={"flag": ToOne("FeatureFlag", "id")}),
+    "CreateProjectPayload": Entity("", fields={"project": ToOne("Project", "id")}),
+    "UpdateProjectPayload": Entity("", fields={"project": ToOne("Project", "id")}),
+    "StartConversationPayload": Entity(
+        "",
+        fields={
+            "conversation": _WRITTEN_CONVERSATION,
+            "message": _WRITTEN_MESSAGE,
+            "routedTo": Scalar("routed_to"),
+        },
+    ),
+    "PostMessagePayload": Entity(
+        "",
+        fields={
+            "message": _WRITTEN_MESSAGE,
+            "conversation": _WRITTEN_CONVERSATION,
+            "event": ToOne("ChatEvent", "event_id"),
+        },
+    ),
+    "ArchiveConversationPayload": Entity("", fields={"conversation": _WRITTEN_CONVERSATION}),
     "RevertMigrationPayload": Entity(
         "",
         fields={

@@ -119,6 +119,12 @@ COPY = text(
 # nested loop (measured: 8x slower per batch). Planning each batch with its real arrays is
 # cheap next to running it. Local to the transaction, so safe behind PgBouncer.
 CUSTOM_PLAN = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+# The v1 conversations being copied, held against a concurrent ``postMessage`` (which takes
+# them FOR UPDATE): a message posted meanwhile is either copied or refused as CONFLICT, never
+# left behind in v1. In id order, so that concurrent batches cannot deadlock.
+HOLD_V1 = text(
+    "SELECT 1 FROM chat_conversations WHERE id = ANY(CAST(:v1 AS uuid[])) ORDER BY id FOR SHARE"
+)
 
 @dataclass(frozen=True)
 class Claim:
@@ -150,6 +156,7 @@ async def copy_claimed(
     if not claimed:
         return 0, 0
     await db.execute(CUSTOM_PLAN)
+    await db.execute(HOLD_V1, {"v1": [v1 for _, v1 in claimed]})
     row = (
         await db.execute(
             COPY,

@@ -20,7 +20,7 @@ from gateway.store.graph import (
     NEWEST_EVENT,
     NEWEST_PROJECT,
 )
-from resolvers import analytics, flags, migrations
+from resolvers import analytics, chat, flags, migrations, projects
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
@@ -275,11 +275,24 @@ async def _set_flag(context: Any, given: Any) -> dict[str, Any]:
     return {"id": await flags.set_flag(context, given)}
 
 
+async def _create_project(context: Any, given: Any) -> dict[str, Any]:
+    return {"id": await projects.create_project(context, given)}
+
+
+async def _update_project(context: Any, given: Any) -> dict[str, Any]:
+    return {"id": await projects.update_project(context, given)}
+
+
 # What each mutation writes; it returns the row its payload is read from (``PAYLOADS``).
 MUTATIONS = {
     "migrateConversation": _migrate,
     "revertMigration": _revert,
     "setFeatureFlag": _set_flag,
+    "createProject": _create_project,
+    "updateProject": _update_project,
+    "startConversation": chat.start_conversation,
+    "postMessage": chat.post_message,
+    "archiveConversation": chat.archive_conversation,
 }
 
 

@@ -1,0 +1,284 @@
+"""Writes to conversations and messages of both stores, and the analytics event of each
+message (seed 000's "analytics integration": ``metadata.source`` is the store written).
+
+Posting into a conversation first locks its row (``lock_v1`` / ``lock_v2``): concurrent posts
+into one conversation then run one after the other, so each sees the last one's turn, and the
+stored ``message_count`` and ``last_message_at`` stay equal to the live values. The caller
+decides as whom each statement runs (v1 tables have no write policy: the service role, after
+the caller checked ownership).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from gateway.db import Db
+
+NIL = UUID(int=0)
+STORE_TABLES = {"v1": ("chat_conversations", "chat_messages"),
+                "v2": ("v2_conversations", "v2_messages")}
+
+
+@dataclass(frozen=True)
+class Locked:
+    """A conversation locked for a post: its owner, the first result of the same idempotency
+    key (message id, event id) if any, whether the reply target is in it, and for v1 the v2
+    copy of a completed migration."""
+
+    owner: UUID
+    first: tuple[UUID, UUID] | None
+    reply_here: bool | None
+    migrated_to: UUID | None = None
+
+
+def _checks_sql(source: str) -> str:
+    conversations, messages = STORE_TABLES[source]
+    migrated = (
+        "(SELECT t.v2_conversation_id FROM migration_tracking t "
+        "WHERE t.v1_conversation_id = c.id AND t.migration_status = 'completed')"
+        if source == "v1"
+        else "NULL::uuid"
+    )
+    return f"""
+    SELECT c.user_id,
+      (SELECT ARRAY[k.message_id, k.event_id] FROM mwplu_idempotency_keys k
+        WHERE k.owner = CAST(:owner AS uuid) AND k.conversation_id = c.id
+          AND k.key = CAST(:key AS text) AND k.created_at > now() - interval '24 hours'),
+      (SELECT r.conversation_id = c.id FROM {messages} r WHERE r.id = CAST(:reply AS uuid)),
+      {migrated}
+    FROM {conversations} c WHERE c.id = CAST(:id AS uuid)
+    """
+
+
+async def lock(
+    db: Db, source: str, conversation_id: UUID, *, owner: UUID, key: str | None,
+    reply_to: UUID | None,
+) -> Locked | None:
+    """Lock the conversation for a post (None: no such row the caller may change), then read
+    what the post depends on. Two statements: a statement that waited for the lock still
+    reads with the snapshot it began with, which would miss what the previous holder wrote
+    (its idempotency key, a completed migration)."""
+    table = STORE_TABLES[source][0]
+    locked = await db.fetch(
+        f"SELECT 1 FROM {table} WHERE id = CAST(:id AS uuid) FOR UPDATE", {"id": conversation_id}
+    )
+    if not locked:
+        return None
+    rows = await db.fetch(
+        _checks_sql(source),
+        {"id": conversation_id, "owner": owner, "key": key, "reply": reply_to},
+    )
+    user_id, first, reply_here, migrated_to = rows[0]
+    return Locked(
+        owner=user_id,
+        first=(first[0], first[1]) if first else None,
+        reply_here=reply_here,
+        migrated_to=migrated_to,
+    )
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    conversation_id: UUID
+    user_id: UUID  # the conversation's owner (the message's author for USER messages)
+    role: str  # stored value: user, assistant, system
+    text: str
+    documents: tuple[UUID, ...] = ()
+    reply_to: UUID | None = None
+    message_type: str | None = None
+    model: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+_V2_INSERT = """
+WITH turn AS (
+  SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM v2_messages
+  WHERE conversation_id = CAST(:conversation AS uuid)
+), m AS (
+  INSERT INTO v2_messages (conversation_id, user_id, role, message, message_type,
+    referenced_documents, ai_model_used, conversation_turn, reply_to_message_id, metadata)
+  SELECT CAST(:conversation AS uuid), CAST(:user_id AS uuid), CAST(:role AS text),
+    CAST(:text AS text), CAST(:message_type AS text), CAST(:documents AS uuid[]),
+    CAST(:model AS text), turn.n, CAST(:reply_to AS uuid), CAST(:metadata AS jsonb)
+  FROM turn
+  RETURNING id, created_at
+), c AS (
+  UPDATE v2_conversations SET message_count = coalesce(message_count, 0) + 1,
+    last_message_at = greatest(last_message_at, (SELECT created_at FROM m)), updated_at = now()
+  WHERE id = CAST(:conversation AS uuid)
+  RETURNING id
+)
+SELECT m.id FROM m, c
+"""
+
+_V1_INSERT = """
+WITH turn AS (
+  SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM chat_messages
+  WHERE conversation_id = CAST(:conversation AS uuid)
+), m AS (
+  INSERT INTO chat_messages (conversation_id, user_id, role, message, document_id,
+    conversation_turn, reply_to_message_id, metadata)
+  SELECT CAST(:conversation AS uuid), CAST(:user_id AS uuid), CAST(:role AS text),
+    CAST(:text AS text), (CAST(:documents AS uuid[]))[1], turn.n, CAST(:reply_to AS uuid),
+    CAST(:metadata AS jsonb)
+  FROM turn
+  RETURNING id, created_at
+), c AS (
+  UPDATE chat_conversations
+    SET last_message_at = greatest(last_message_at, (SELECT created_at FROM m))
+  WHERE id = CAST(:conversation AS uuid)
+  RETURNING id
+)
+SELECT m.id FROM m, c
+"""
+
+
+async def insert_message(db: Db, source: str, message: NewMessage) -> UUID:
+    """Insert the message at the conversation's next turn and move the conversation's
+    ``last_message_at`` (and v2's ``message_count``); the conversation must be locked."""
+    metadata = dict(message.metadata or {})
+    if source == "v1":
+        # v1 has no columns for these: kept in the message's metadata, not lost
+        extra = {"message_type": message.message_type, "ai_model_used": message.model,
+                 "referenced_documents": [str(d) for d in message.documents[1:]] or None}
+        metadata.update({k: v for k, v in extra.items() if v is not None})
+    rows = await db.fetch(
+        _V1_INSERT if source == "v1" else _V2_INSERT,
+        {
+            "conversation": message.conversation_id,
+            "user_id": message.user_id,
+            "role": message.role,
+            "text": message.text,
+            "documents": list(message.documents),
+            "reply_to": message.reply_to,
+            "message_type": message.message_type,
+            "model": message.model,
+            "metadata": orjson.dumps(metadata).decode() if metadata else None,
+        },
+    )
+    return UUID(str(rows[0][0]))
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    source: str
+    conversation_id: UUID
+    message_id: UUID
+    user_id: UUID
+    document_id: UUID | None
+    model: str | None
+    tokens_total: int | None
+    cost_total: Any  # Decimal | None
+
+
+_EVENT = """
+WITH e AS (
+  INSERT INTO analytics.chat_events (conversation_id, message_id, document_id, user_id,
+    model_name, tokens_total, cost_total, metadata)
+  VALUES (CAST(:conversation AS uuid), CAST(:message AS uuid), CAST(:document AS uuid),
+    CAST(:user_id AS uuid), CAST(:model AS text), CAST(:tokens AS integer),
+    CAST(:cost AS numeric), jsonb_build_object('source', CAST(:source AS text)))
+  RETURNING id
+), k AS (
+  INSERT INTO mwplu_idempotency_keys (owner, conversation_id, key, source, message_id, event_id)
+  SELECT CAST(:owner AS uuid), CAST(:conversation AS uuid), CAST(:key AS text),
+    CAST(:source AS text), CAST(:message AS uuid), e.id
+  FROM e WHERE CAST(:key AS text) IS NOT NULL
+  -- only an expired key can be here: a live one was found under the conversation's lock
+  ON CONFLICT (owner, conversation_id, key) DO UPDATE SET source = EXCLUDED.source,
+    message_id = EXCLUDED.message_id, event_id = EXCLUDED.event_id, created_at = now()
+  RETURNING 1
+)
+SELECT e.id FROM e
+"""
+
+
+async def insert_event(db: Db, event: NewEvent, *, owner: UUID, key: str | None) -> UUID:
+    """The message's analytics event, and the idempotency key's first result (as the
+    service role: analytics has no insert policy for users)."""
+    rows = await db.fetch(
+        _EVENT,
+        {
+            "conversation": event.conversation_id,
+            "message": event.message_id,
+            "document": event.document_id,
+            "user_id": event.user_id,
+            "model": event.model,
+            "tokens": event.tokens_total,
+            "cost": event.cost_total,
+            "source": event.source,
+            "owner": owner,
+            "key": key,
+        },
+    )
+    return UUID(str(rows[0][0]))
+
+
+async def owner_of(db: Db, source: str, conversation_id: UUID) -> UUID | None:
+    """The owner of a conversation the viewer can see (None: none)."""
+    table = STORE_TABLES[source][0]
+    rows = await db.fetch(
+        f"SELECT user_id FROM {table} WHERE id = CAST(:id AS uuid)", {"id": conversation_id}
+    )
+    return UUID(str(rows[0][0])) if rows else None
+
+
+async def create_v2(
+    db: Db, *, owner: UUID, project_id: UUID, title: str | None, conversation_type: str | None,
+    context_metadata: Any, documents: list[UUID],
+) -> UUID:
+    """A v2 conversation in ``project_id``, its documents attached (``added_by`` user)."""
+    rows = await db.fetch(
+        "INSERT INTO v2_conversations (user_id, project_id, title, conversation_type, "
+        "context_metadata, document_count) VALUES (CAST(:owner AS uuid), CAST(:project AS uuid), "
+        "CAST(:title AS text), coalesce(CAST(:type AS text), 'address_analysis'), "
+        "CAST(:context AS jsonb), :count) RETURNING id",
+        {
+            "owner": owner, "project": project_id, "title": title, "type": conversation_type,
+            "context": (
+                None if context_metadata is None else orjson.dumps(context_metadata).decode()
+            ),
+            "count": len(documents),
+        },
+    )
+    conversation_id = UUID(str(rows[0][0]))
+    if documents:
+        # a statement of its own: the link's policy looks its parent up, which a row inserted
+        # by the same statement is not yet
+        await db.fetch(
+            "INSERT INTO v2_conversation_documents (conversation_id, document_id, added_by) "
+            "SELECT CAST(:id AS uuid), doc, 'user' FROM unnest(CAST(:documents AS uuid[])) doc",
+            {"id": conversation_id, "documents": documents},
+        )
+    return conversation_id
+
+
+async def create_v1(db: Db, *, owner: UUID, document_id: UUID | None) -> UUID:
+    """A v1 conversation (as the service role: v1 has no insert policy)."""
+    rows = await db.fetch(
+        "INSERT INTO chat_conversations (user_id, document_id, last_message_at) "
+        "VALUES (CAST(:owner AS uuid), CAST(:document AS uuid), NULL) RETURNING id",
+        {"owner": owner, "document": document_id},
+    )
+    return UUID(str(rows[0][0]))
+
+
+async def archive(db: Db, source: str, conversation_id: UUID) -> bool:
+    """``is_active`` false (v2: ``archived_at`` too, kept from a first archive); whether a row
+    the caller may change was there."""
+    if source == "v2":
+        sql = (
+            "UPDATE v2_conversations SET is_active = false, "
+            "archived_at = coalesce(archived_at, now()), updated_at = now() "
+            "WHERE id = CAST(:id AS uuid) RETURNING id"
+        )
+    else:
+        sql = (
+            "UPDATE chat_conversations SET is_active = false "
+            "WHERE id = CAST(:id AS uuid) RETURNING id"
+        )
+    return bool(await db.fetch(sql, {"id": conversation_id}))
