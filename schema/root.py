@@ -41,8 +41,14 @@ from schema.project import Project
 from schema.writes import (
     ArchiveConversationInput,
     ArchiveConversationPayload,
+    AttachDocumentInput,
+    AttachDocumentPayload,
     CreateProjectInput,
     CreateProjectPayload,
+    DetachDocumentInput,
+    DetachDocumentPayload,
+    PinProjectDocumentInput,
+    PinProjectDocumentPayload,
     PostMessageInput,
     PostMessagePayload,
     StartConversationInput,
@@ -184,6 +190,20 @@ class Mutation:
 
     @strawberry.mutation(description="isActive false (v2: archivedAt set).")  # type: ignore[untyped-decorator]
     def archive_conversation(self, input: ArchiveConversationInput) -> ArchiveConversationPayload:
+        declared()
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Link a document to a v2 conversation (added by the user); twice is a no-op."
+    )
+    def attach_document(self, input: AttachDocumentInput) -> AttachDocumentPayload:
+        declared()
+
+    @strawberry.mutation(description="Unlink a document from a v2 conversation.")  # type: ignore[untyped-decorator]
+    def detach_document(self, input: DetachDocumentInput) -> DetachDocumentPayload:
+        declared()
+
+    @strawberry.mutation(description="Pin (or unpin) a document of a project, with notes.")  # type: ignore[untyped-decorator]
+    def pin_project_document(self, input: PinProjectDocumentInput) -> PinProjectDocumentPayload:
         declared()
 
 

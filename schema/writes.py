@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from schema.analytics import ChatEvent
 from schema.common import Source
-from schema.conversation import Conversation
+from schema.conversation import Conversation, V2Conversation
 from schema.message import Message, MessageRole
 from schema.project import Project, ProjectStatus
 
@@ -117,3 +117,39 @@ class ArchiveConversationInput:
 @strawberry.type
 class ArchiveConversationPayload:
     conversation: Conversation
+
+
+@strawberry.input
+class AttachDocumentInput:
+    conversation_id: strawberry.ID = strawberry.field(description="A V2Conversation id.")
+    document_id: strawberry.ID
+    relevance_score: float | None = strawberry.field(default=None, description="0 to 1.")
+
+
+@strawberry.input
+class DetachDocumentInput:
+    conversation_id: strawberry.ID = strawberry.field(description="A V2Conversation id.")
+    document_id: strawberry.ID
+
+
+@strawberry.type
+class AttachDocumentPayload:
+    conversation: V2Conversation
+
+
+@strawberry.type
+class DetachDocumentPayload:
+    conversation: V2Conversation
+
+
+@strawberry.input
+class PinProjectDocumentInput:
+    project_id: strawberry.ID
+    document_id: strawberry.ID
+    pinned: bool | None = True
+    notes: str | None = strawberry.field(default=UNSET, description="Left as it is when omitted.")
+
+
+@strawberry.type
+class PinProjectDocumentPayload:
+    project: Project

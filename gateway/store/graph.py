@@ -374,6 +374,13 @@ PAYLOADS: dict[str, Entity] = {
         },
     ),
     "ArchiveConversationPayload": Entity("", fields={"conversation": _WRITTEN_CONVERSATION}),
+    "AttachDocumentPayload": Entity(
+        "", fields={"conversation": ToOne("V2Conversation", "conversation_id")}
+    ),
+    "DetachDocumentPayload": Entity(
+        "", fields={"conversation": ToOne("V2Conversation", "conversation_id")}
+    ),
+    "PinProjectDocumentPayload": Entity("", fields={"project": ToOne("Project", "id")}),
     "RevertMigrationPayload": Entity(
         "",
         fields={

@@ -20,7 +20,7 @@ from gateway.store.graph import (
     NEWEST_EVENT,
     NEWEST_PROJECT,
 )
-from resolvers import analytics, chat, flags, migrations, projects
+from resolvers import analytics, chat, documents, flags, migrations, projects
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
@@ -293,6 +293,9 @@ MUTATIONS = {
     "startConversation": chat.start_conversation,
     "postMessage": chat.post_message,
     "archiveConversation": chat.archive_conversation,
+    "attachDocument": documents.attach_document,
+    "detachDocument": documents.detach_document,
+    "pinProjectDocument": documents.pin_project_document,
 }
 
 
