@@ -28,6 +28,8 @@ NODE_TYPES = frozenset(
         "Migration",
         "ChatEvent",
         "FeatureFlag",
+        "V1ResearchEntry",
+        "V2ResearchEntry",
     }
 )
 

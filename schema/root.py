@@ -38,6 +38,14 @@ from schema.migration import (
 )
 from schema.profile import Profile
 from schema.project import Project
+from schema.research import (
+    RecordResearchInput,
+    RecordResearchPayload,
+    ResearchEntry,
+    ResearchFilter,
+    V1ResearchEntry,
+    V2ResearchEntry,
+)
 from schema.writes import (
     ArchiveConversationInput,
     ArchiveConversationPayload,
@@ -135,6 +143,17 @@ class Query:
     ) -> list[ChatEventBucket]:
         declared()
 
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="The viewer's address research of both stores, newest first."
+    )
+    def research_history(
+        self,
+        filter: ResearchFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[ResearchEntry]:
+        declared()
+
     @strawberry.field(description="Every feature flag, by key (admins and the service role).")  # type: ignore[untyped-decorator]
     def feature_flags(self) -> list[FeatureFlag]:
         declared()
@@ -206,8 +225,15 @@ class Mutation:
     def pin_project_document(self, input: PinProjectDocumentInput) -> PinProjectDocumentPayload:
         declared()
 
+    @strawberry.mutation(description="A v2 research entry of the viewer.")  # type: ignore[untyped-decorator]
+    def record_research(self, input: RecordResearchInput) -> RecordResearchPayload:
+        declared()
 
-TYPES = [V1Conversation, V2Conversation, V1Message, V2Message, Zoning, Zone, Typology, Migration]
+
+TYPES = [
+    V1Conversation, V2Conversation, V1Message, V2Message, Zoning, Zone, Typology, Migration,
+    V1ResearchEntry, V2ResearchEntry,
+]
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:

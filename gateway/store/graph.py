@@ -98,6 +98,14 @@ NEWEST_ACTIVITY = Order("last_message_at", newest_first=True, cursor="conversati
 OLDEST_MESSAGE = Order("created_at", newest_first=False, cursor="message")
 NEWEST_PROJECT = Order("created_at", newest_first=True, cursor="project")
 NEWEST_EVENT = Order("created_at", newest_first=True, cursor="event")
+NEWEST_RESEARCH = Order("created_at", newest_first=True, cursor="research")
+
+_RESEARCH: dict[str, Field] = {
+    "addressInput": Scalar("t.address_input"),
+    "city": ToOne("City", "t.city_id"),
+    "zone": ToOne("Zone", "t.zone_id"),
+    "createdAt": Scalar("t.created_at"),
+}
 
 _MESSAGE: dict[str, Field] = {
     "role": Scalar("t.role"),
@@ -198,6 +206,27 @@ ENTITIES: dict[str, Entity] = {
                 "THEN ARRAY(SELECT f.id FROM feature_flags f ORDER BY f.key) "
                 "ELSE CAST('{}' AS uuid[]) END",
             ),
+        },
+    ),
+    "V1ResearchEntry": Entity(
+        "research_history",
+        source="v1",
+        fields={**_RESEARCH},
+    ),
+    "V2ResearchEntry": Entity(
+        "v2_research_history",
+        source="v2",
+        fields={
+            **_RESEARCH,
+            "searchIntent": Scalar("t.search_intent"),
+            "geocodedAddress": Scalar("t.geocoded_address"),
+            "geoLon": Scalar("t.geo_lon"),
+            "geoLat": Scalar("t.geo_lat"),
+            "success": Scalar("coalesce(t.success, true)"),
+            "errorReason": Scalar("t.error_reason"),
+            "documents": ToMany("Document", "coalesce(t.documents_found, CAST('{}' AS uuid[]))"),
+            "conversation": ToOne("V2Conversation", "t.conversation_id"),
+            "project": ToOne("Project", "t.project_id"),
         },
     ),
     "FeatureFlag": Entity(
@@ -381,6 +410,7 @@ PAYLOADS: dict[str, Entity] = {
         "", fields={"conversation": ToOne("V2Conversation", "conversation_id")}
     ),
     "PinProjectDocumentPayload": Entity("", fields={"project": ToOne("Project", "id")}),
+    "RecordResearchPayload": Entity("", fields={"entry": ToOne("V2ResearchEntry", "id")}),
     "RevertMigrationPayload": Entity(
         "",
         fields={

@@ -13,14 +13,16 @@ from gateway.store import analytics as event_store
 from gateway.store import conversations as conversation_store
 from gateway.store import flags as flag_store
 from gateway.store import projects as project_store
+from gateway.store import research as research_store
 from gateway.store import shared
 from gateway.store.graph import (
     ENTITIES,
     NEWEST_ACTIVITY,
     NEWEST_EVENT,
     NEWEST_PROJECT,
+    NEWEST_RESEARCH,
 )
-from resolvers import analytics, chat, documents, flags, migrations, projects
+from resolvers import analytics, chat, documents, flags, migrations, projects, research
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
@@ -57,10 +59,11 @@ __all__ = [
 ]
 
 CONVERSATIONS = ["V1Conversation", "V2Conversation"]
+RESEARCH = ["V1ResearchEntry", "V2ResearchEntry"]
 # The root fields of Query this module compiles (a test holds it equal to the schema's).
 ROOT_FIELDS = frozenset(
     {"node", "nodes", "viewer", "migrationReport", "chatEventStats", "conversations",
-     "projects", "chatEvents", "cities", "documents", "featureFlags"}
+     "projects", "chatEvents", "cities", "documents", "featureFlags", "researchHistory"}
 )
 
 
@@ -131,6 +134,15 @@ def compile_root(
             ["ChatEvent"],
             "t.created_at",
         )
+    elif name == "researchHistory":
+        wanted = args.get("filter")
+        plan.args["source"] = wanted.source.value if wanted and wanted.source else None
+        keyset, kind, types, cursor = (
+            checked(lambda: time_keyset(NEWEST_RESEARCH.cursor, after)),
+            NEWEST_RESEARCH.cursor,
+            RESEARCH,
+            None,
+        )
     elif name == "cities":
         plan.args["search"] = args.get("search")
         keyset, kind, types, cursor = (
@@ -170,22 +182,30 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
     assert connection is not None
     name, args, limit = plan.field.name, plan.args, connection.limit
     context = run.context
-    if name in ("conversations", "projects", "chatEvents") and context.is_anonymous:
+    if name in ("conversations", "projects", "chatEvents", "researchHistory") and (
+        context.is_anonymous
+    ):
         return PageResult([], False, 0)
     db = await run.db()
     total = None
-    if name == "conversations":
-        keys = await conversation_store.listing(
-            db, args["filter"], after=connection.after, limit=limit + 1
-        )
-        await run.load_keys([(f"{k[0].upper()}Conversation", k[1]) for k in keys[:limit]])
+    if name in ("conversations", "researchHistory"):
+        if name == "conversations":
+            keys = await conversation_store.listing(
+                db, args["filter"], after=connection.after, limit=limit + 1
+            )
+            if connection.counted:
+                total = await conversation_store.count(db, args["filter"])
+        else:
+            keys = await research_store.listing(
+                db, user_id=research.whose(context), source=args["source"],
+                after=connection.after, limit=limit + 1,
+            )
+        # keys are (store, id, instant): the rows are read by id, as the query selects them
+        noun = "Conversation" if name == "conversations" else "ResearchEntry"
+        await run.load_keys([(f"{k[0].upper()}{noun}", k[1]) for k in keys[:limit]])
         items = [
-            (t, run.found(t, k[1]), k[2], k[1])
-            for k in keys
-            for t in (f"{k[0].upper()}Conversation",)
+            (t, run.found(t, k[1]), k[2], k[1]) for k in keys for t in (f"{k[0].upper()}{noun}",)
         ]
-        if connection.counted:
-            total = await conversation_store.count(db, args["filter"])
         return page_of(items, limit, total)
     type_name = connection.target
     columns = run.select(type_name)
@@ -296,6 +316,7 @@ MUTATIONS = {
     "attachDocument": documents.attach_document,
     "detachDocument": documents.detach_document,
     "pinProjectDocument": documents.pin_project_document,
+    "recordResearch": research.record_research,
 }
 
 
