@@ -12,6 +12,16 @@ response (``json_build_object``/``json_agg``). ``POST /node`` answers the R3 sha
 conversation of either store by global id) the same way. No GraphQL, no ORM, no Python-side
 JSON: what is left is HTTP, one round trip and Postgres' own work — the limit a gateway can
 approach. Connections switch to ``service_role`` once, when the pool opens them.
+
+``POST /post-message`` answers R8 (``postMessage`` into a v2 conversation, the body's
+``variables.input`` {conversationId, text}) with a bare transaction doing the gateway's writes:
+BEGIN and the bearer token's role and claims set local to it (``set_config``, as the gateway
+does; the token is decoded, not verified), the conversation row locked (``FOR UPDATE``: its
+owner), the message inserted at the next turn by one CTE that also updates the conversation's
+``message_count`` and ``last_message_at``, then as ``service_role`` the
+``analytics.chat_events`` row (metadata ``{"source": "v2"}``), COMMIT; the ids as the
+mutation's payload. It leaves out the gateway's idempotency, reply and migration checks
+(no-ops for these requests) and the payload read.
 """
 
 from __future__ import annotations
@@ -71,6 +81,33 @@ SELECT json_build_object('data', json_build_object('node', (
 """
 
 NODE_SQL = {"V1Conversation": R3_V1_SQL, "V2Conversation": R3_V2_SQL}
+
+# R8, one round trip each. The lock first, on its own: a statement that waited for it would
+# still read the turn with the snapshot it began with.
+R8_LOCK = "SELECT user_id FROM v2_conversations WHERE id = $1 FOR UPDATE"
+R8_MESSAGE = """
+WITH turn AS (
+  SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM v2_messages WHERE conversation_id = $1
+), m AS (
+  INSERT INTO v2_messages (conversation_id, user_id, role, message, conversation_turn)
+  SELECT $1, $2, 'user', $3, turn.n FROM turn
+  RETURNING id, conversation_turn, created_at
+), c AS (
+  UPDATE v2_conversations SET message_count = coalesce(message_count, 0) + 1,
+    last_message_at = greatest(last_message_at, (SELECT created_at FROM m)), updated_at = now()
+  WHERE id = $1
+  RETURNING last_message_at
+)
+SELECT m.id, m.conversation_turn, c.last_message_at FROM m, c
+"""
+R8_AS_SERVICE = (
+    "SELECT set_config('role', 'service_role', true), "
+    "set_config('request.jwt.claims', '{\"role\": \"service_role\"}', true)"
+)
+R8_EVENT = """
+INSERT INTO analytics.chat_events (conversation_id, message_id, user_id, metadata)
+VALUES ($1, $2, $3, '{"source": "v2"}') RETURNING id
+"""
 HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -78,6 +115,69 @@ def decode_global_id(value: str) -> tuple[str, UUID]:
     raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
     type_name, _, row_id = raw.partition(":")
     return type_name, UUID(row_id)
+
+
+def to_global_id(type_name: str, row_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{row_id}".encode()).decode().rstrip("=")
+
+
+def literal(value: str) -> str:
+    """``value`` as an escape-string literal (only a simple query can send BEGIN and the
+    set-up together, and it takes no bind parameters)."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def bearer_claims(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The claims of the request's bearer token (decoded, not verified: the limit)."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            token = value.decode().partition(" ")[2].strip()
+            part = token.split(".")[1]
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+            claims: dict[str, Any] = orjson.loads(raw)
+            return claims
+    raise PermissionError("no bearer token")
+
+
+async def post_message(
+    pool: asyncpg.Pool, claims: dict[str, Any], variables: dict[str, Any]
+) -> bytes:
+    """R8's writes in one transaction as the token's viewer, the analytics event as the service
+    role; the payload's JSON."""
+    given = variables["input"]
+    type_name, conversation_id = decode_global_id(given["conversationId"])
+    role = str(claims.get("role", "authenticated"))
+    setup = (
+        f"BEGIN; SELECT set_config('role', {literal(role)}, true), "
+        f"set_config('request.jwt.claims', {literal(orjson.dumps(claims).decode())}, true)"
+    )
+    async with pool.acquire() as conn:
+        await conn.execute(setup)
+        try:
+            owner = (
+                await conn.fetchval(R8_LOCK, conversation_id)
+                if type_name == "V2Conversation" else None
+            )
+            if owner is None:
+                await conn.execute("ROLLBACK")
+                return orjson.dumps({"data": {"postMessage": None}, "errors": [
+                    {"message": "conversation not found", "extensions": {"code": "NOT_FOUND"}}
+                ]})
+            message_id, turn, last = await conn.fetchrow(
+                R8_MESSAGE, conversation_id, owner, given["text"]
+            )
+            await conn.execute(R8_AS_SERVICE)
+            event_id = await conn.fetchval(R8_EVENT, conversation_id, message_id, owner)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+    return orjson.dumps({"data": {"postMessage": {
+        "message": {"id": to_global_id("V2Message", message_id), "conversationTurn": turn},
+        "conversation": {"lastMessageAt": last},
+        "event": {"id": to_global_id("ChatEvent", event_id)},
+    }}})
 
 
 async def _setup(conn: asyncpg.Connection) -> None:
@@ -106,6 +206,14 @@ class RawApp:
             return
         assert self.pool is not None
         variables = (orjson.loads(body).get("variables") or {}) if body else {}
+        if path == "/post-message":
+            try:
+                claims = bearer_claims(scope["headers"])
+            except (PermissionError, ValueError, IndexError):
+                await self.respond(send, 401, b'{"error":"a bearer token is needed"}')
+                return
+            await self.respond(send, 200, await post_message(self.pool, claims, variables))
+            return
         if path == "/graphql":
             first = int(variables.get("first", 50))
             payload = await self.pool.fetchval(R1_SQL, first, 10)

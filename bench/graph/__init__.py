@@ -35,13 +35,18 @@ at ``first: 50``; R3 ``node(id:)`` of random conversations of both stores; R4
 ``chatEventStats(groupBy: [SOURCE, DAY])`` over the events; R6 a connection nested under a
 list (20 projects, each with a page of 10 conversations and their ``totalCount``, each with
 its first 5 messages), beside PostGraphile's same shape; R7 a write, ``migrateConversation``
-of a different v1 conversation per request (run last: it changes what the listings show).
+of a different v1 conversation per request (run last: it changes what the listings show);
+R8 a write, ``postMessage`` round-robin into 200 v2 conversations, each request with its
+conversation owner's token, beside the raw limit's bare transaction of the same writes
+(``POST /post-message``; PostGraphile has no such mutation), and R8-hot, every post into one
+conversation (its row lock serialises them); counted, checked and measured after everything
+else, then the conversations' stored counts checked against the live ones.
 R5 (bulk migration) is ``python -m bench.bulk_migration``.
 
 A benchmark, not a test: absolute figures depend on the machine (wrk shares its cores with the
 servers); ratios measured in the same run are what to compare.
 
-Modules: ``workloads`` (R1 to R7: the queries and request bodies), ``data`` (the database and its
+Modules: ``workloads`` (R1 to R8: the queries and request bodies), ``data`` (the database and its
 load), ``servers`` (the gateway, the raw limit, PostGraphile: started and stopped by PID),
 ``procfs`` (CPU and memory from ``/proc``), ``measure`` (wrk and one point), ``checks`` (answers
 compared before any figure), ``statements`` (statement counts, ``--explain``), ``profile``
@@ -61,6 +66,7 @@ from bench.graph.workloads import (
     R6,
     R6_POSTGRAPHILE,
     R7,
+    R8,
     Request,
     Workload,
     build_workloads,
@@ -77,6 +83,7 @@ __all__ = [
     "R6",
     "R6_POSTGRAPHILE",
     "R7",
+    "R8",
     "Request",
     "Workload",
     "build_workloads",

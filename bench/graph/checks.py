@@ -1,10 +1,12 @@
 """The checks before any figure: every server answers, R1 data equal across the servers, R4
-buckets equal to the bare SQL ``GROUP BY``."""
+buckets equal to the bare SQL ``GROUP BY``; and after the writes of R8, the conversations'
+stored counts equal to the live ones."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ import httpx
 
 from bench.graph.context import Context
 from bench.graph.servers import Server
-from bench.graph.workloads import R4_SQL, Request, Workload
+from bench.graph.workloads import R4_SQL, R8_TEXT, Request, Workload
 
 
 def instant(value: str | None) -> datetime | None:
@@ -54,9 +56,11 @@ def normalise_r1(payload: dict[str, Any]) -> Normalised:
 
 
 def post(server: Server, request: Request, token: str) -> tuple[dict[str, Any], int]:
+    """``request`` sent to ``server`` with its own token, else ``token``."""
     response = httpx.post(
         server.base + request.path, content=request.body, timeout=60.0,
-        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+        headers={"content-type": "application/json",
+                 "authorization": f"Bearer {request.token or token}"},
     )
     if response.status_code != 200:
         raise AssertionError(
@@ -138,3 +142,64 @@ def check_r4(ctx: Context, r4: Workload, sql_rows: list[Any], runs: int = 5) -> 
     if sorted(got) != sorted(want):
         raise AssertionError(f"R4 buckets differ from SQL: {got[:3]} vs {want[:3]}")
     return min(times)
+
+
+R8_COUNTS = """
+SELECT count(*)::int AS conversations,
+  count(*) FILTER (WHERE c.message_count IS DISTINCT FROM live.n)::int AS wrong_count,
+  count(*) FILTER (WHERE c.last_message_at IS DISTINCT FROM live.latest)::int AS wrong_last,
+  coalesce(sum(live.posted), 0)::int AS posted,
+  coalesce(sum(live.posted - live.turns), 0)::int AS turn_clashes
+FROM v2_conversations c
+CROSS JOIN LATERAL (
+  SELECT count(*) AS n, max(m.created_at) AS latest,
+    count(*) FILTER (WHERE m.message LIKE $2::text || '%') AS posted,
+    count(DISTINCT m.conversation_turn) FILTER (WHERE m.message LIKE $2::text || '%') AS turns
+  FROM v2_messages m WHERE m.conversation_id = c.id) live
+WHERE c.id = ANY($1::uuid[])
+"""
+
+# The posted messages' events: one each, tagged v2, of the conversation's owner.
+R8_EVENTS = """
+SELECT count(e.id)::int AS events,
+  count(*) FILTER (WHERE e.id IS NULL)::int AS without_event,
+  count(e.id) FILTER (WHERE e.metadata->>'source' IS DISTINCT FROM 'v2'
+    OR e.conversation_id IS DISTINCT FROM m.conversation_id
+    OR e.user_id IS DISTINCT FROM m.user_id)::int AS wrong_event
+FROM v2_messages m LEFT JOIN analytics.chat_events e ON e.message_id = m.id
+WHERE m.conversation_id = ANY($1::uuid[]) AND m.message LIKE $2::text || '%'
+"""
+
+
+async def check_r8(owner: dict[str, Any], conversations: list[uuid.UUID]) -> str:
+    """After R8's writes: in every conversation written to, ``message_count`` equals the live
+    count of its messages and ``last_message_at`` the latest one's; the posted messages have
+    distinct turns and one v2 event each. A one-line summary: "R8 counts: ok — …" or
+    "R8 counts: MISMATCH — …"."""
+    ids = sorted(set(conversations))
+    conn = await asyncpg.connect(**owner)
+    try:
+        counts = await conn.fetchrow(R8_COUNTS, ids, R8_TEXT)
+        events = await conn.fetchrow(R8_EVENTS, ids, R8_TEXT)
+    finally:
+        await conn.close()
+    problems = [
+        f"{counts['wrong_count']} message_count != live count",
+        f"{counts['wrong_last']} last_message_at != latest message",
+        f"{counts['turn_clashes']} posted messages sharing a turn",
+        f"{events['without_event']} posted messages without an event",
+        f"{events['wrong_event'] + max(0, events['events'] - counts['posted'])} wrong or extra "
+        f"events",
+    ]
+    bad = [p for p in problems if not p.startswith("0 ")]
+    if counts["conversations"] != len(ids):
+        bad.append(f"{len(ids) - counts['conversations']} conversations not found")
+    summary = (
+        f"{counts['posted']:,} messages posted (every server) into {counts['conversations']} "
+        "conversations: "
+        "message_count = live count, last_message_at = latest message, distinct turns, one v2 "
+        "event each"
+    )
+    if bad:
+        return f"R8 counts: MISMATCH — {'; '.join(bad)} ({counts['posted']:,} posted)"
+    return f"R8 counts: ok — {summary}"

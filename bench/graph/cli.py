@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import bench.graph
-from bench.graph.checks import bare_sql_r4, check_answers, check_r1, check_r4
+from bench.graph.checks import bare_sql_r4, check_answers, check_r1, check_r4, check_r8
 from bench.graph.context import Context
 from bench.graph.data import (
     Database,
@@ -80,16 +80,27 @@ async def run(args: argparse.Namespace, db: Database, procs: Processes, tmp: Pat
             print(f"postgraphile: skipped — {found}")
         else:
             node = found
-    token = issue_token(Settings(jwt_secret=JWT_SECRET), str(uuid.uuid4()), role="service_role")
+    settings = Settings(jwt_secret=JWT_SECRET)
+    token = issue_token(settings, str(uuid.uuid4()), role="service_role")
     ctx = Context(args, scale, tmp, token, postmaster)
     start_servers(ctx, procs, auth_url, node, npm_dir)
-    workloads = build_workloads(scale, "postgraphile" in ctx.servers)
-    if args.only:
-        workloads = [w for w in workloads if w.key in args.only]
 
-    await count_statements(ctx, workloads, auth_url)
+    def user_token(user_id: uuid.UUID) -> str:  # R8: a conversation owner's own token
+        return issue_token(settings, str(user_id), role="authenticated", ttl_s=86_400)
+
+    workloads = build_workloads(scale, "postgraphile" in ctx.servers, user_token)
+    if args.only:
+        # R8 also selects R8-hot
+        workloads = [w for w in workloads if {w.key, w.key.split("-")[0]} & set(args.only)]
+    # Writes that change what the reads show (R8) are counted and checked just before they
+    # are measured, after every other workload.
+    deferred = [w for w in workloads if w.deferred]
+    workloads = [w for w in workloads if not w.deferred] + deferred
+    early = [w for w in workloads if not w.deferred]
+
+    await count_statements(ctx, early, auth_url)
     by_key = {w.key: w for w in workloads}
-    check_answers(ctx, workloads)
+    check_answers(ctx, early)
     if "R1" in by_key:
         size = check_r1(ctx, by_key["R1"])
         servers = ", ".join(by_key["R1"].requests)
@@ -104,13 +115,21 @@ async def run(args: argparse.Namespace, db: Database, procs: Processes, tmp: Pat
     base = "postgraphile" if "postgraphile" in ctx.servers else "raw limit"
     results: list[tuple[Workload, list[Point]]] = []
     for w in workloads:
+        if deferred and w is deferred[0]:
+            await count_statements(ctx, deferred, auth_url)
+            check_answers(ctx, deferred)
         points = []
         for name in ctx.servers:
             if name in w.requests:
                 points.append(measure(ctx, w, ctx.servers[name]))
         results.append((w, points))
+    notes: dict[str, list[str]] = {}
+    written = [c for w in deferred for c in w.writes]
+    if written:  # R8 and R8-hot: the data left consistent by every post, on every server
+        notes[deferred[-1].key] = [f"check: {await check_r8(owner, written)}"]
 
-    print_results(args, results, base, r4_ratio, pg_visible=postmaster is not None)
+    print_results(args, results, base, r4_ratio, pg_visible=postmaster is not None,
+                  servers=list(ctx.servers), notes=notes)
     print(f"\nload average at the end of the measurements: {os.getloadavg()[0]:.2f}")
     if args.py_spy:
         for key in args.profile_workloads:
@@ -121,6 +140,9 @@ async def run(args: argparse.Namespace, db: Database, procs: Processes, tmp: Pat
             if key in by_key:
                 count = args.profile if key != "R2" else max(1, args.profile // 20)
                 await profile_workload(auth_url, token, by_key[key], count)
+
+
+WORKLOAD_KEYS = ["R1", "R2", "R3", "R4", "R6", "R7", "R8", "R8-hot"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -148,14 +170,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN ANALYZE of the gateway's statements for R1, R2, R4")
     parser.add_argument("--explain-dir", help="with --explain, also write the full plans here")
-    parser.add_argument("--only", nargs="*", choices=["R1", "R2", "R3", "R4", "R6", "R7"],
-                        help="run only these workloads")
+    parser.add_argument("--only", nargs="*", choices=WORKLOAD_KEYS,
+                        help="run only these workloads (R8 includes R8-hot)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N requests in-process with pyinstrument at the end")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                         help="sample the live gateway worker with py-spy under wrk load")
     parser.add_argument("--profile-workloads", nargs="*", default=["R1"],
-                        choices=["R1", "R2", "R3", "R4", "R6", "R7"],
+                        choices=WORKLOAD_KEYS,
                         help="workloads to profile (default R1; R2 gets N/20 requests)")
     args = parser.parse_args(argv)
     if args.scale_conversations < 50:

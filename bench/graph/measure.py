@@ -31,11 +31,15 @@ function init(args)
   gql_errors = 0
   local bodies = { %(bodies)s }
   local paths = { %(paths)s }
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer %(token)s",
-  }
+  -- a request's own bearer token ("": the run's)
+  local tokens = { %(tokens)s }
   for i = 1, #bodies do
+    local token = tokens[i]
+    if token == nil or token == "" then token = "%(token)s" end
+    local headers = {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. token,
+    }
     requests[i] = wrk.format("POST", paths[i], headers, bodies[i])
   end
   index = (id * 7919) %% #requests
@@ -82,6 +86,11 @@ def write_lua(path: Path, requests: list[Request], token: str) -> None:
         % {
             "bodies": ",\n    ".join(lua_string(r.body) for r in requests),
             "paths": ", ".join(json.dumps(r.path) for r in requests),
+            "tokens": (
+                ",\n    ".join(json.dumps(r.token or "") for r in requests)
+                if any(r.token for r in requests)
+                else ""
+            ),
             "token": token,
         }
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench import graph_data
@@ -69,6 +70,22 @@ R7 = """mutation R7($id: ID!) {
 }"""
 R7_CONVERSATIONS = 5000  # distinct conversations, more than a run migrates
 
+# A write: postMessage into a v2 conversation (one transaction: the conversation row locked,
+# the message inserted at its next turn with the conversation's count and last_message_at,
+# the analytics event as the service role, then the payload read as the viewer). Each request
+# is its conversation owner's (an authenticated token per request: RLS decides, as for a user
+# of the app). R8 spreads the requests over R8_CONVERSATIONS conversations of many owners, so
+# that the row lock is not all that is measured; R8-hot sends them all to one conversation,
+# the worst case (serialised by the row lock). Run after every read: they change what the
+# listings show.
+R8 = """mutation R8($input: PostMessageInput!) {
+  postMessage(input: $input) {
+    message { id conversationTurn } conversation { lastMessageAt } event { id }
+  }
+}"""
+R8_CONVERSATIONS = 200  # distinct conversations R8 cycles through
+R8_TEXT = "bench R8: quelle est la hauteur maximale autorisée en zone UB ? n°"  # + a number
+
 # A connection nested under a list: projects, each with a page of conversations (and their
 # count), each with its first messages.
 R6 = """query R6 {
@@ -106,6 +123,7 @@ def reference_query() -> str:
 class Request:
     path: str
     body: bytes
+    token: str | None = None  # its own bearer token (None: the run's service token)
 
 
 @dataclass
@@ -114,6 +132,15 @@ class Workload:
     title: str
     # server name -> the request bodies it cycles through (absent: the server cannot answer)
     requests: dict[str, list[Request]]
+    # statements per request of the raw limit (its reads are one statement each)
+    raw_statements: str = "1"
+    # servers of the run that cannot answer it, and why (a "—" row in its table)
+    absent: dict[str, str] = field(default_factory=dict)
+    # counted, checked and measured after every other workload: its writes change what the
+    # read workloads show
+    deferred: bool = False
+    # the conversations it writes to (row ids), checked after the run
+    writes: list[uuid.UUID] = field(default_factory=list)
 
 
 def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:
@@ -136,7 +163,66 @@ def r3_targets(scale: Scale, count: int = R3_IDS, seed: int = 3) -> list[tuple[s
     return picks
 
 
-def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
+def r8_targets(
+    scale: Scale, count: int = R8_CONVERSATIONS, seed: int = 8
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Random v2 conversations (of many owners), as (conversation row id, its owner's user
+    id) — the owner as ``bench.graph_data`` assigns it."""
+    rng = random.Random(seed)
+    picks = []
+    for i in rng.sample(range(scale.conversations), min(count, scale.conversations)):
+        owner = row_id(graph_data.T_USER, (i % scale.projects) % graph_data.USERS)
+        picks.append((row_id(graph_data.T_V2_CONV, i), owner))
+    return picks
+
+
+def r8_workloads(
+    scale: Scale, user_token: Callable[[uuid.UUID], str], with_postgraphile: bool
+) -> list[Workload]:
+    """R8 (postMessage over many conversations) and R8-hot (all into one), on the gateway
+    and on the raw limit (``POST /post-message``: the same writes in a bare transaction)."""
+    from resolvers.ids import to_global_id
+
+    targets = r8_targets(scale)
+    tokens = {owner: user_token(owner) for _, owner in targets}
+
+    def requests(picks: list[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, list[Request]]:
+        out: dict[str, list[Request]] = {"gateway": [], "raw limit": []}
+        for k, (conversation, owner) in enumerate(picks):
+            body = graphql_body(R8, {"input": {
+                "conversationId": to_global_id("V2Conversation", conversation),
+                "text": f"{R8_TEXT}{k}",
+            }})
+            out["gateway"].append(Request("/graphql", body, tokens[owner]))
+            out["raw limit"].append(Request("/post-message", body, tokens[owner]))
+        return out
+
+    # as the gateway's are counted: set_config statements are set-up, COMMIT is not counted
+    raw = "3 (+2 setup)"
+    absent = {"postgraphile": "no equivalent mutation"} if with_postgraphile else {}
+    return [
+        Workload(
+            "R8",
+            f"postMessage into {len(targets)} v2 conversations of {len(tokens)} users "
+            f"round-robin, each request its conversation owner's (authenticated: RLS), a write "
+            f"and its payload",
+            requests(targets), raw_statements=raw, absent=absent, deferred=True,
+            writes=[c for c, _ in targets],
+        ),
+        Workload(
+            "R8-hot",
+            "postMessage, every request into ONE v2 conversation (serialised by its row lock)",
+            requests(targets[:1]), raw_statements=raw, absent=absent, deferred=True,
+            writes=[targets[0][0]],
+        ),
+    ]
+
+
+def build_workloads(
+    scale: Scale, with_postgraphile: bool, user_token: Callable[[uuid.UUID], str] | None = None
+) -> list[Workload]:
+    """Every workload; R8 and R8-hot only with ``user_token`` (a bearer token for a user id:
+    their requests are the conversation owners')."""
     from resolvers.ids import to_global_id
 
     targets = r3_targets(scale)
@@ -195,6 +281,8 @@ def build_workloads(scale: Scale, with_postgraphile: bool) -> list[Workload]:
             },
         ),
     ]
+    if user_token is not None:
+        workloads += r8_workloads(scale, user_token, with_postgraphile)
     if with_postgraphile:
         workloads[0].requests["postgraphile"] = [
             Request("/graphql", graphql_body(R1_POSTGRAPHILE))
