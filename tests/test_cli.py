@@ -290,3 +290,20 @@ def test_flags_bad_input_is_one_line(
 ) -> None:
     result = cli(*args, env={**env, "DATABASE_URL": render(server.database_url(database))})
     assert assert_one_error_line(result).startswith(message)
+
+
+def test_export_schema_check_without_the_file_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    result = cli("export-schema", "--check", env=env, cwd=tmp_path)
+    assert assert_one_error_line(result).startswith("error: schema.graphql not found")
+
+
+def test_db_downgrade_takes_a_relative_revision(
+    env: dict[str, str], server: Server, database: str
+) -> None:
+    url = {**env, "DATABASE_URL": render(server.database_url(database))}
+    result = cli("db", "downgrade", "-1", env=url)
+    assert result.returncode == 0, result.stderr
+    scripts = migrate.ScriptDirectory(str(migrate.MIGRATIONS))
+    previous = scripts.get_revision(migrate.head_revision()).down_revision
+    current = cli("db", "current", env=url)
+    assert current.stdout.splitlines()[0] == f"current: {previous}"

@@ -418,3 +418,31 @@ async def test_expected_errors_are_logged_in_one_line_without_traceback(
     records = [r for r in caplog.records if "first must be between" in r.getMessage()]
     assert records
     assert all(r.exc_info is None and r.levelno <= logging.INFO for r in records)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ('{ cities(search: "Pa\\u0000ris") { totalCount } }', None),
+        ("query ($s: String) { cities(search: $s) { totalCount } }", {"s": "Pa\x00ris"}),
+        (
+            "mutation ($c: ID!, $t: String!) { postMessage(input: {conversationId: $c, "
+            "text: $t}) { message { id } } }",
+            {"c": to_global_id("V2Conversation", uuid.uuid4()), "t": "a\x00b"},
+        ),
+        (
+            "{ conversations(first: 1) { edges { node { messages(first: 1, "
+            'after: "x\\u0000") { totalCount } } } } }',
+            None,
+        ),
+    ],
+)
+async def test_a_nul_character_in_a_string_argument_is_refused_before_sql(
+    client: httpx.AsyncClient, statements: Any, query: str, variables: Any
+) -> None:
+    statements.reset()
+    response = await client.post("/graphql", headers=AS_USER, **gql(query, variables))
+    body = response.json()
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], body
+    assert "NUL" in body["errors"][0]["message"]
+    assert statements.total == 0

@@ -265,7 +265,9 @@ async def test_every_read_path_returns_only_what_the_policies_allow(
     data = body["data"]
 
     # viewer
-    me = {"a": world.a.user, "b": world.b.user, "admin": world.admin}.get(viewer)
+    # a service token names a user (its sub): that user's profile is its viewer
+    me = {"a": world.a.user, "b": world.b.user, "admin": world.admin,
+          "service": world.a.user}.get(viewer)
     assert data["viewer"] == ({"databaseId": str(me)} if me else None)
 
     # conversations, their owners, messages and migrations

@@ -462,3 +462,25 @@ async def test_a_conversation_id_is_needed_to_archive(
     body = await gql(client, ARCHIVE, {"input": {"conversationId": gid("Project", project)}},
                      user=people["user"])
     assert codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_a_service_token_for_a_user_is_that_users_viewer(
+    client: httpx.AsyncClient, people: dict[str, uuid.UUID]
+) -> None:
+    body = ok(await gql(client, "{ viewer { databaseId } }", user=people["user"],
+                        role="service_role"))
+    assert body["viewer"] == {"databaseId": str(people["user"])}
+
+
+async def test_a_post_costs_a_fixed_number_of_statements(
+    client: httpx.AsyncClient, people: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    statements: Any,
+) -> None:
+    """Lock, checks, insert, event and the payload's three types (7 reads and writes), plus the
+    set-up and the two role switches around the event, whatever the conversation holds."""
+    for messages in (0, 30):
+        conversation = await make_v2_conversation(owner, people["user"], messages=messages)
+        statements.reset()
+        ok(await gql(client, POST, post_input(gid("V2Conversation", conversation)),
+                     user=people["user"]))
+        assert (statements.reads, statements.total) == (7, 10), statements.statements

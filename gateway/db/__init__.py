@@ -22,7 +22,7 @@ from gateway.db.transactions import (
     viewer_settings,
     viewer_transaction,
 )
-from gateway.db.urls import DatabaseUrlError, async_url
+from gateway.db.urls import DatabaseUrlError, async_url, connect_args
 
 __all__ = [
     "ROLES",
@@ -35,6 +35,7 @@ __all__ = [
     "async_url",
     "become",
     "begin_as",
+    "connect_args",
     "create_engine",
     "end_transaction",
     "literal",

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
-from gateway.db.urls import async_url
+from gateway.db import urls
 from gateway.settings import Settings
 
 SETUP_MARKER = "set_config('role'"
@@ -24,13 +24,16 @@ SETUP_MARKER = "set_config('role'"
 def create_engine(
     url: str | URL, settings: Settings, *, pool_size: int | None = None
 ) -> AsyncEngine:
-    connect_args: dict[str, Any] = {"command_timeout": settings.command_timeout_s}
+    connect_args: dict[str, Any] = {
+        "command_timeout": settings.command_timeout_s,
+        **urls.connect_args(url),
+    }
     if settings.pgbouncer:
         # Transaction pooling cannot keep server-side prepared statements between transactions.
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
     return create_async_engine(
-        async_url(url),
+        urls.async_url(url),
         pool_size=pool_size or settings.pool_size,
         max_overflow=0,
         # No ping before each checkout (it cost three round trips: BEGIN, ";", ROLLBACK):

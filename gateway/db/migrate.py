@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
-from gateway.db import async_url
+from gateway.db.urls import async_url, connect_args
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,6 +23,7 @@ def alembic_config(url: str, authenticator_password: str | None = None) -> Confi
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["url"] = async_url(url)
+    config.attributes["connect_args"] = connect_args(url)
     config.attributes["authenticator_password"] = authenticator_password
     return config
 
@@ -84,7 +85,7 @@ async def current_revision(url: str) -> str | None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(async_url(url))
+    engine = create_async_engine(async_url(url), connect_args=connect_args(url))
     try:
         async with engine.connect() as conn:
             exists = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()

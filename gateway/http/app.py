@@ -1,4 +1,5 @@
-"""The ASGI app: ``/graphql`` (GraphiQL in development), ``/healthz`` and ``/readyz``.
+"""The ASGI app: ``/graphql`` (GraphiQL in development, its assets under ``/graphiql/``),
+``/healthz`` and ``/readyz``.
 
 request → body limit → auth → context (lazy transaction as the viewer) → schema → response.
 Every refusal is a GraphQL-shaped body with a code and the request id; nothing raised escapes
@@ -21,9 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
@@ -31,6 +31,7 @@ from gateway.auth import viewer_from_header
 from gateway.context import Context
 from gateway.db import create_engine, migrate
 from gateway.errors import BadUserInput, GatewayError, Unauthenticated
+from gateway.http.graphiql import GraphiQLPage
 from gateway.settings import Settings
 from schema import build_schema
 from schema.errors import log_errors
@@ -118,9 +119,15 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 
 
 class GraphQLEndpoint:
-    def __init__(self, schema: strawberry.Schema, settings: Settings) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        settings: Settings,
+        graphiql: GraphiQLPage | None = None,
+    ) -> None:
         self.schema = schema
         self.settings = settings
+        self.graphiql = graphiql
 
     async def endpoint(self, request: Request) -> Response:
         request_id = request_id_of(request)
@@ -148,9 +155,9 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request, request_id: str) -> Response:
         if request.method == "GET":
-            if "query" not in request.query_params and self.settings.graphiql:
+            if "query" not in request.query_params and self.graphiql is not None:
                 if "text/html" in request.headers.get("accept", ""):
-                    return HTMLResponse(get_graphql_ide_html())
+                    return self.graphiql.page()
             limit = self.settings.limits.max_body_bytes
             if len(request.scope.get("query_string", b"")) > limit:
                 raise BodyTooLarge(f"query string exceeds {limit} bytes")
@@ -329,8 +336,13 @@ def create_app(
     engine: AsyncEngine | None = None,
     *,
     schema: strawberry.Schema | None = None,
+    graphiql_user: str | None = None,
 ) -> Starlette:
     """The ASGI app. Without ``engine`` one is created in the lifespan (and disposed).
+
+    With ``settings.graphiql``, ``GET /graphql`` from a browser is GraphiQL, its assets served
+    under ``/graphiql/<version>/``; ``graphiql_user`` (the embedded demo's user, development
+    only: ignored in production) puts that user's token in the page's headers.
 
     In production the lifespan refuses to start (``UnsafeDatabaseRole``) when the database
     role would bypass row-level security.
@@ -352,11 +364,14 @@ def create_app(
             if owned:
                 await app.state.engine.dispose()
 
+    graphiql = GraphiQLPage(settings, graphiql_user) if settings.graphiql else None
+    graphql = GraphQLEndpoint(schema, settings, graphiql)
     app = Starlette(
         routes=[
-            Route("/graphql", GraphQLEndpoint(schema, settings).endpoint, methods=["GET", "POST"]),
+            Route("/graphql", graphql.endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *(graphiql.routes() if graphiql is not None else ()),
         ],
         lifespan=lifespan,
     )

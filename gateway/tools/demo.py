@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.db import async_url
+from gateway.db import async_url, connect_args
 from gateway.tools.demo_content import (
     ADDED_BY,
     BASE,
@@ -371,14 +371,13 @@ class Builder:
 
 def _connect_args(url: str) -> dict[str, Any]:
     parsed = async_url(url)
-    host = parsed.host or parsed.query.get("host")
-    port = parsed.port or parsed.query.get("port")
     return {
         "user": parsed.username,
         "password": parsed.password,
-        "host": host[0] if isinstance(host, tuple) else host,
-        "port": int(port[0] if isinstance(port, tuple) else port) if port else None,
+        "host": parsed.host,
+        "port": parsed.port,
         "database": parsed.database,
+        **connect_args(url),  # a socket directory in ?host= replaces the host
     }
 
 

@@ -113,6 +113,16 @@ def global_ids(type_name: str) -> Convert:
     return convert
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _stored(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
@@ -164,6 +174,10 @@ class Compiler:
         """The field's arguments as strawberry gives them to a resolver (input objects as
         their classes, enums as members), by Python name."""
         raw = get_argument_values(field_def, details[0].node, self.variable_values)
+        if _holds_nul(raw):
+            # PostgreSQL's text cannot hold it: refused here rather than failing in SQL
+            refused = BadUserInput("string arguments cannot contain the NUL character (\\u0000)")
+            raise CompileError(refused, tuple(d.node for d in details), list(self.path))
         definition = field_def.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
         strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
         return convert_arguments(

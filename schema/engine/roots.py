@@ -23,6 +23,7 @@ from gateway.store.graph import (
     NEWEST_RESEARCH,
 )
 from resolvers import analytics, chat, documents, flags, migrations, projects, research
+from resolvers.acting import acting_user
 from resolvers.analytics import to_store_filter as event_filter
 from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
@@ -257,8 +258,7 @@ async def fetch_rows(run: Run, plan: RootPlan) -> list[tuple[str, Any]]:
 
 
 async def fetch_viewer(run: Run) -> Any:
-    context = run.context
-    if context.viewer.user_id is None:
+    if acting_user(run.context) is None:  # anonymous, or a service token without a user
         return None
     row = await shared.viewer_profile(await run.db(), run.select("Profile"))
     if row is not None:

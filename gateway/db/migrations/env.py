@@ -26,7 +26,9 @@ async def _main() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_async_engine(config.attributes["url"])
+    engine = create_async_engine(
+        config.attributes["url"], connect_args=config.attributes.get("connect_args", {})
+    )
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)

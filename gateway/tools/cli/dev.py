@@ -25,7 +25,10 @@ def seed_demo(
     with database(settings) as (_, owner_url):
         run_db(migrate.upgrade, owner_url, "head", settings.authenticator_password)
         if run_db(asyncio.run, demo.demo_loaded(owner_url)):
-            fail("demo data is already loaded in this database")
+            fail(
+                "demo data is already loaded in this database (it is loaded once; for a fresh "
+                "copy use another --data-dir or DATABASE_URL)"
+            )
         summary = run_db(
             asyncio.run,
             demo.seed_demo(
@@ -76,7 +79,9 @@ def export_schema(
 
     sdl = schema_sdl()
     if check:
-        current = path.read_text() if path.exists() else ""
+        if not path.exists():
+            fail(f"{path} not found; run it from the checkout, or give --path")
+        current = path.read_text()
         if current != sdl:
             fail(f"{path} differs from the schema in the code; run `mwplu-gateway export-schema`")
         out.print(f"{path} is up to date")

@@ -23,7 +23,8 @@ def db_upgrade(
         out.print(f"database upgraded to {revision}")
 
 
-@db_app.command("downgrade")
+# "-1" is a revision, not an option
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")],
     data_dir: DataDir = None,

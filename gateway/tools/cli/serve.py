@@ -53,8 +53,12 @@ def serve(
     if not port_free(host, port):
         fail(f"port {port} on {host} is already in use")
     with database(settings) as (serving, owner_url):
+        graphiql_user = None
         if settings.embedded:
             prepare_demo(serving, owner_url)
+            from gateway.tools.demo_content import DEMO_USER_ID
+
+            graphiql_user = DEMO_USER_ID  # GraphiQL opens with the demo user's token
         else:
             run_db(asyncio.run, check_reachable(serving))
             if serving.production:
@@ -64,7 +68,7 @@ def serve(
                     run_db(asyncio.run, check_serving_database(serving))
                 except UnsafeDatabaseRole as exc:
                     raise CliError(str(exc)) from None
-        run_server(serving, host, port, workers, reload)
+        run_server(serving, host, port, workers, reload, graphiql_user=graphiql_user)
 
 
 def prepare_demo(settings: Settings, owner_url: str) -> None:
@@ -77,16 +81,16 @@ def prepare_demo(settings: Settings, owner_url: str) -> None:
         out.print("loading demo data (first start)…")
         run_db(asyncio.run, demo.seed_demo(owner_url, scale=1))
     out.print(f"embedded PostgreSQL data in {settings.data_dir}")
-    for label, user, role in (
-        ("user ", DEMO_USER_ID, "authenticated"),
-        ("admin", DEMO_ADMIN_ID, "authenticated"),
-        ("service", DEMO_USER_ID, "service_role"),
+    # Lines a shell takes as they are: the README's curl reads $TOKEN.
+    out.print(f"# tokens for 24 h: the demo user ({DEMO_USER_ID}), an admin, the service role",
+              highlight=False, soft_wrap=True)
+    for name, user, role in (
+        ("TOKEN", DEMO_USER_ID, "authenticated"),
+        ("ADMIN_TOKEN", DEMO_ADMIN_ID, "authenticated"),
+        ("SERVICE_TOKEN", DEMO_USER_ID, "service_role"),
     ):
-        out.print(
-            f"[bold]{label}[/] token: Bearer "
-            f"{issue_token(settings, user, role=role, ttl_s=86400)}",
-            soft_wrap=True,
-        )
+        token = issue_token(settings, user, role=role, ttl_s=86400)
+        out.print(f"export {name}={token}", highlight=False, soft_wrap=True)
 
 
 async def check_reachable(settings: Settings) -> None:
@@ -102,7 +106,15 @@ async def check_reachable(settings: Settings) -> None:
         await engine.dispose()
 
 
-def run_server(settings: Settings, host: str, port: int, workers: int, reload: bool) -> None:
+def run_server(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    *,
+    graphiql_user: str | None = None,
+) -> None:
     import signal
 
     import uvicorn
@@ -111,7 +123,10 @@ def run_server(settings: Settings, host: str, port: int, workers: int, reload: b
     # installed that becomes SystemExit here, so the embedded Postgres is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
-    out.print(f"GraphiQL: http://{host}:{port}/graphql", soft_wrap=True)
+    if settings.graphiql:
+        out.print(f"GraphiQL: http://{host}:{port}/graphql", soft_wrap=True)
+    else:
+        out.print(f"GraphQL endpoint: http://{host}:{port}/graphql", soft_wrap=True)
     if workers > 1 or reload:
         # Worker processes build their own app from the environment.
         os.environ["DATABASE_URL"] = settings.database_url or ""
@@ -122,6 +137,6 @@ def run_server(settings: Settings, host: str, port: int, workers: int, reload: b
     from gateway.http.app import create_app
     from gateway.http.runtime import tune_gc
 
-    app = create_app(settings)
+    app = create_app(settings, graphiql_user=graphiql_user)
     tune_gc()
     uvicorn.run(app, host=host, port=port, log_level="info")
