@@ -271,3 +271,24 @@ def test_sub_is_normalised_to_a_uuid() -> None:
     viewer = viewer_from_token(sign(claims(sub=upper)), Settings(jwt_secret=JWT_SECRET))
     assert viewer.user_id == USER
     assert viewer.role == "authenticated"
+
+
+def test_a_verified_token_is_remembered_only_while_it_is_valid() -> None:
+    from gateway.auth import LEEWAY_S, issue_token, viewer_from_token
+
+    settings = Settings(jwt_secret=JWT_SECRET)
+    user = str(uuid.uuid4())
+    token = issue_token(settings, user)
+    first = viewer_from_token(token, settings)
+    assert viewer_from_token(token, settings) is first  # verified once
+    with pytest.raises(TypeError):
+        first.claims["role"] = "service_role"  # type: ignore[index]  # shared: read-only
+    # another secret does not find the entry
+    with pytest.raises(Exception, match="invalid token"):
+        viewer_from_token(token, Settings(jwt_secret="another-secret-" + "x" * 40))
+    # a token inside the leeway is accepted, and forgotten once past it
+    almost = issue_token(settings, user, ttl_s=-(LEEWAY_S - 1))
+    assert viewer_from_token(almost, settings).user_id == user
+    time.sleep(1.5)
+    with pytest.raises(Exception, match="token expired"):
+        viewer_from_token(almost, settings)

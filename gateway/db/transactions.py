@@ -101,9 +101,23 @@ def literal(value: str) -> str:
 
 def begin_as(viewer: Viewer, settings: Settings) -> str:
     """BEGIN and ``become``'s settings as one simple query (one round trip; only a
-    single-statement query can take bind parameters, so the values are literals)."""
+    single-statement query can take bind parameters, so the values are literals).
+
+    Remembered for the last viewers seen (a cached token's viewer is the same object on every
+    request); the entry holds both objects, so their ids cannot be reused while it lives."""
+    key = (id(viewer), id(settings))
+    cached = _begin.get(key)
+    if cached is not None and cached[0] is viewer and cached[1] is settings:
+        return cached[2]
     values = viewer_settings(viewer, settings)
-    return "BEGIN; " + _SETUP.format(**{name: literal(v) for name, v in values.items()})
+    sql = "BEGIN; " + _SETUP.format(**{name: literal(v) for name, v in values.items()})
+    _begin[key] = (viewer, settings, sql)
+    if len(_begin) > 1024:
+        _begin.pop(next(iter(_begin)))
+    return sql
+
+
+_begin: dict[tuple[int, int], tuple[Viewer, Settings, str]] = {}
 
 
 def _attempts(engine: AsyncEngine) -> int:
