@@ -106,31 +106,29 @@ async def post(
         if owner is None or not may_write_for(context, owner):
             raise NotFound("conversation not found")
         await as_service(context)
-    locked = await store.lock(
-        db, source, conversation_id, owner=acting, key=key, reply_to=reply_to
-    )
-    if locked is None or not may_write_for(context, locked.owner):
+    owner = await store.lock(db, source, conversation_id)
+    if owner is None or not may_write_for(context, owner):
         raise NotFound("conversation not found")
-    if locked.migrated_to is not None:
+    inserted = await store.insert_message(db, source, store.NewMessage(
+        conversation_id=conversation_id, user_id=owner, role=role, text=text,
+        documents=tuple(documents), reply_to=reply_to, message_type=message_type, model=model,
+    ), owner=acting, key=key)
+    if inserted.migrated_to is not None:
         raise Conflict(
             "this v1 conversation was migrated to v2 and is read-only; post to its copy",
-            v2ConversationId=to_global_id("V2Conversation", locked.migrated_to),
+            v2ConversationId=to_global_id("V2Conversation", inserted.migrated_to),
         )
-    if locked.first is not None:
-        message_id, event_id = locked.first
+    if inserted.first is not None:
+        message_id, event_id = inserted.first
     else:
-        if reply_to is not None and locked.reply_here is not True:
+        if inserted.message_id is None:  # the reply's target is not in the conversation
             raise BadUserInput("replyToId must be a message of the same conversation")
-        message_id = await store.insert_message(db, source, store.NewMessage(
-            conversation_id=conversation_id, user_id=locked.owner, role=role, text=text,
-            documents=tuple(documents), reply_to=reply_to, message_type=message_type,
-            model=model,
-        ))
+        message_id = inserted.message_id
         if source == "v2":
             await as_service(context)
         event_id = await store.insert_event(db, store.NewEvent(
             source=source, conversation_id=conversation_id, message_id=message_id,
-            user_id=locked.owner, document_id=documents[0] if documents else None,
+            user_id=owner, document_id=documents[0] if documents else None,
             model=model, tokens_total=tokens_total, cost_total=cost_total,
         ), owner=acting, key=key)
     await as_viewer(context)

@@ -23,62 +23,18 @@ STORE_TABLES = {"v1": ("chat_conversations", "chat_messages"),
                 "v2": ("v2_conversations", "v2_messages")}
 
 
-@dataclass(frozen=True)
-class Locked:
-    """A conversation locked for a post: its owner, the first result of the same idempotency
-    key (message id, event id) if any, whether the reply target is in it, and for v1 the v2
-    copy of a completed migration."""
+async def lock(db: Db, source: str, conversation_id: UUID) -> UUID | None:
+    """Lock the conversation for a post; its owner (None: no row the caller may change).
 
-    owner: UUID
-    first: tuple[UUID, UUID] | None
-    reply_here: bool | None
-    migrated_to: UUID | None = None
-
-
-def _checks_sql(source: str) -> str:
-    conversations, messages = STORE_TABLES[source]
-    migrated = (
-        "(SELECT t.v2_conversation_id FROM migration_tracking t "
-        "WHERE t.v1_conversation_id = c.id AND t.migration_status = 'completed')"
-        if source == "v1"
-        else "NULL::uuid"
-    )
-    return f"""
-    SELECT c.user_id,
-      (SELECT ARRAY[k.message_id, k.event_id] FROM mwplu_idempotency_keys k
-        WHERE k.owner = CAST(:owner AS uuid) AND k.conversation_id = c.id
-          AND k.key = CAST(:key AS text) AND k.created_at > now() - interval '24 hours'),
-      (SELECT r.conversation_id = c.id FROM {messages} r WHERE r.id = CAST(:reply AS uuid)),
-      {migrated}
-    FROM {conversations} c WHERE c.id = CAST(:id AS uuid)
-    """
-
-
-async def lock(
-    db: Db, source: str, conversation_id: UUID, *, owner: UUID, key: str | None,
-    reply_to: UUID | None,
-) -> Locked | None:
-    """Lock the conversation for a post (None: no such row the caller may change), then read
-    what the post depends on. Two statements: a statement that waited for the lock still
-    reads with the snapshot it began with, which would miss what the previous holder wrote
-    (its idempotency key, a completed migration)."""
+    What the post depends on (an earlier post's idempotency key, a completed migration) is read
+    by ``insert_message``, the next statement: a statement that waited for this lock still
+    reads with the snapshot it began with, which would miss what the previous holder wrote."""
     table = STORE_TABLES[source][0]
-    locked = await db.fetch(
-        f"SELECT 1 FROM {table} WHERE id = CAST(:id AS uuid) FOR UPDATE", {"id": conversation_id}
-    )
-    if not locked:
-        return None
     rows = await db.fetch(
-        _checks_sql(source),
-        {"id": conversation_id, "owner": owner, "key": key, "reply": reply_to},
+        f"SELECT user_id FROM {table} WHERE id = CAST(:id AS uuid) FOR UPDATE",
+        {"id": conversation_id},
     )
-    user_id, first, reply_here, migrated_to = rows[0]
-    return Locked(
-        owner=user_id,
-        first=(first[0], first[1]) if first else None,
-        reply_here=reply_here,
-        migrated_to=migrated_to,
-    )
+    return UUID(str(rows[0][0])) if rows else None
 
 
 @dataclass(frozen=True)
@@ -95,7 +51,7 @@ class NewMessage:
 
 
 _V2_INSERT = """
-WITH turn AS (
+WITH {checks}, turn AS (
   SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM v2_messages
   WHERE conversation_id = CAST(:conversation AS uuid)
 ), m AS (
@@ -104,19 +60,19 @@ WITH turn AS (
   SELECT CAST(:conversation AS uuid), CAST(:user_id AS uuid), CAST(:role AS text),
     CAST(:text AS text), CAST(:message_type AS text), CAST(:documents AS uuid[]),
     CAST(:model AS text), turn.n, CAST(:reply_to AS uuid), CAST(:metadata AS jsonb)
-  FROM turn
+  FROM turn, checks WHERE {proceed}
   RETURNING id, created_at
 ), c AS (
   UPDATE v2_conversations SET message_count = coalesce(message_count, 0) + 1,
     last_message_at = greatest(last_message_at, (SELECT created_at FROM m)), updated_at = now()
-  WHERE id = CAST(:conversation AS uuid)
+  WHERE id = CAST(:conversation AS uuid) AND EXISTS (SELECT 1 FROM m)
   RETURNING id
 )
-SELECT m.id FROM m, c
+SELECT checks.*, (SELECT m.id FROM m) FROM checks
 """
 
 _V1_INSERT = """
-WITH turn AS (
+WITH {checks}, turn AS (
   SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM chat_messages
   WHERE conversation_id = CAST(:conversation AS uuid)
 ), m AS (
@@ -125,21 +81,66 @@ WITH turn AS (
   SELECT CAST(:conversation AS uuid), CAST(:user_id AS uuid), CAST(:role AS text),
     CAST(:text AS text), (CAST(:documents AS uuid[]))[1], turn.n, CAST(:reply_to AS uuid),
     CAST(:metadata AS jsonb)
-  FROM turn
+  FROM turn, checks WHERE {proceed}
   RETURNING id, created_at
 ), c AS (
   UPDATE chat_conversations
     SET last_message_at = greatest(last_message_at, (SELECT created_at FROM m))
-  WHERE id = CAST(:conversation AS uuid)
+  WHERE id = CAST(:conversation AS uuid) AND EXISTS (SELECT 1 FROM m)
   RETURNING id
 )
-SELECT m.id FROM m, c
+SELECT checks.*, (SELECT m.id FROM m) FROM checks
 """
 
 
-async def insert_message(db: Db, source: str, message: NewMessage) -> UUID:
+_CHECKS = """checks AS (
+  SELECT
+    (SELECT ARRAY[k.message_id, k.event_id] FROM mwplu_idempotency_keys k
+      WHERE k.owner = CAST(:owner AS uuid) AND k.conversation_id = CAST(:conversation AS uuid)
+        AND k.key = CAST(:key AS text) AND k.created_at > now() - interval '24 hours') AS first,
+    (SELECT r.conversation_id = CAST(:conversation AS uuid) FROM {messages} r
+      WHERE r.id = CAST(:reply_to AS uuid)) AS reply_here,
+    {migrated} AS migrated_to
+)"""
+# The message is written only when no earlier post has the key, the conversation was not
+# migrated, and a reply's target is in the conversation.
+_PROCEED = (
+    "checks.first IS NULL AND checks.migrated_to IS NULL "
+    "AND (CAST(:reply_to AS uuid) IS NULL OR checks.reply_here)"
+)
+_MIGRATED = {
+    "v1": "(SELECT t.v2_conversation_id FROM migration_tracking t "
+    "WHERE t.v1_conversation_id = CAST(:conversation AS uuid) "
+    "AND t.migration_status = 'completed')",
+    "v2": "CAST(NULL AS uuid)",
+}
+_INSERTS = {
+    source: sql.format(
+        checks=_CHECKS.format(messages=STORE_TABLES[source][1], migrated=_MIGRATED[source]),
+        proceed=_PROCEED,
+    )
+    for source, sql in (("v1", _V1_INSERT), ("v2", _V2_INSERT))
+}
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What ``insert_message`` found and did: the first result of the same idempotency key
+    (message id, event id), whether the reply target is in the conversation, for v1 the v2
+    copy of a completed migration, and the new message's id (None: nothing was written)."""
+
+    first: tuple[UUID, UUID] | None
+    reply_here: bool | None
+    migrated_to: UUID | None
+    message_id: UUID | None
+
+
+async def insert_message(
+    db: Db, source: str, message: NewMessage, *, owner: UUID, key: str | None
+) -> Inserted:
     """Insert the message at the conversation's next turn and move the conversation's
-    ``last_message_at`` (and v2's ``message_count``); the conversation must be locked."""
+    ``last_message_at`` (and v2's ``message_count``), unless the checks say otherwise; the
+    conversation must be locked (``lock``). ``owner`` and ``key``: the idempotency key's."""
     metadata = dict(message.metadata or {})
     if source == "v1":
         # v1 has no columns for these: kept in the message's metadata, not lost
@@ -147,7 +148,7 @@ async def insert_message(db: Db, source: str, message: NewMessage) -> UUID:
                  "referenced_documents": [str(d) for d in message.documents[1:]] or None}
         metadata.update({k: v for k, v in extra.items() if v is not None})
     rows = await db.fetch(
-        _V1_INSERT if source == "v1" else _V2_INSERT,
+        _INSERTS[source],
         {
             "conversation": message.conversation_id,
             "user_id": message.user_id,
@@ -158,9 +159,17 @@ async def insert_message(db: Db, source: str, message: NewMessage) -> UUID:
             "message_type": message.message_type,
             "model": message.model,
             "metadata": orjson.dumps(metadata).decode() if metadata else None,
+            "owner": owner,
+            "key": key,
         },
     )
-    return UUID(str(rows[0][0]))
+    first, reply_here, migrated_to, message_id = rows[0]
+    return Inserted(
+        first=(first[0], first[1]) if first else None,
+        reply_here=reply_here,
+        migrated_to=migrated_to,
+        message_id=message_id,
+    )
 
 
 @dataclass(frozen=True)
