@@ -85,6 +85,8 @@ class Context:
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _is_admin: bool | None = field(default=None, init=False)
     _finished: bool = field(default=False, init=False)
+    # A mutation ran: a COMMIT that fails leaves its outcome unknown to the client.
+    wrote: bool = field(default=False, init=False)
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
 

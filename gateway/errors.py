@@ -34,3 +34,9 @@ class BadUserInput(GatewayError):
 
 class Conflict(GatewayError):
     code = "CONFLICT"
+
+
+class ServiceUnavailable(GatewayError):
+    """The database cannot take the request now (restarting, out of connections): retry."""
+
+    code = "SERVICE_UNAVAILABLE"

@@ -30,7 +30,8 @@ from graphql import (
 from strawberry.extensions import MaskErrors
 from strawberry.extensions.base_extension import SchemaExtension
 
-from gateway.errors import GatewayError
+from gateway.db.failures import unavailable
+from gateway.errors import GatewayError, ServiceUnavailable
 
 log = logging.getLogger("gateway.errors")
 
@@ -41,6 +42,7 @@ SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 MAX_LOGGED_DOCUMENT_BYTES = 2048
 MAX_LOGGED_MESSAGE_BYTES = 300
 MAX_LOGGED_MESSAGES = 5
+UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
 # The default of ``Limits.max_expanded_fields`` (for schemas run without a gateway context).
 DEFAULT_MAX_EXPANDED_FIELDS = 2000
 
@@ -188,6 +190,17 @@ class CodedMaskErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = getattr(self.execution_context.context, "request_id", None)
+        if unavailable(error.original_error):
+            # Not a bug: one line per request, no traceback; the HTTP layer answers 503 with
+            # Retry-After.
+            if not getattr(self, "_unavailable_logged", False):
+                self._unavailable_logged = True
+                log.warning("request %s: database unavailable: %s", request_id,
+                            truncate(repr(error.original_error), MAX_LOGGED_MESSAGE_BYTES))
+            masked = super().anonymise_error(error)
+            masked.message = UNAVAILABLE_MESSAGE
+            masked.extensions = {"code": ServiceUnavailable.code, "requestId": request_id}
+            return masked
         log.error(
             "internal error [request %s] at %s",
             request_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from gateway.db.failures import unavailable
 
 
 def describe(exc: BaseException) -> str:
@@ -33,24 +33,4 @@ def sqlstate(exc: BaseException) -> str | None:
 
 def fatal(exc: BaseException) -> bool:
     """Errors that mean the database is gone, not that one conversation is bad."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, (OSError, ConnectionError)):
-        return True
-    try:
-        import asyncpg  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover
-        return False
-    cause = getattr(getattr(exc, "orig", None), "__cause__", None) or exc
-    return isinstance(
-        cause,
-        (
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError,
-            asyncpg.exceptions.CrashShutdownError,
-            # the client's side of the protocol is broken (e.g. a connection cut mid-reply)
-            asyncpg.exceptions.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-        ),
-    )
+    return unavailable(exc)

@@ -243,6 +243,7 @@ class Run:
             if root.kind == ROOT_TYPENAME:
                 data[f.key] = f.literal
                 continue
+            self.context.wrote = True
             self._loaders.clear()
             self._found.clear()
             self._pages.clear()
