@@ -320,6 +320,26 @@ async def test_upgrade_at_head_is_a_no_op(server: Server, database: str) -> None
     assert migrate.head_revision() == HEAD
 
 
+async def test_the_authenticator_password_is_set_by_every_upgrade(
+    server: Server, database: str, owner: asyncpg.Connection
+) -> None:
+    """A database already at head still gets AUTHENTICATOR_PASSWORD (the deploy steps rely on
+    it); the role is the cluster's, so the test puts it back as it was."""
+    url = owner_url(server, database)
+    secret = "SELECT rolpassword FROM pg_authid WHERE rolname = 'authenticator'"
+    before = await owner.fetchval(secret)
+    try:
+        migrate.upgrade(url, authenticator_password="first o'ne")
+        first = await owner.fetchval(secret)
+        migrate.upgrade(url, authenticator_password="second")
+        second = await owner.fetchval(secret)
+        assert first is not None and second is not None and first != second
+        assert await migrate.current_revision(url) == HEAD
+    finally:
+        if before is None:
+            await owner.execute("ALTER ROLE authenticator PASSWORD NULL")
+
+
 # --- the schema after upgrade -------------------------------------------------------------------
 
 

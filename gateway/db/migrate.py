@@ -65,11 +65,33 @@ def _in_thread(fn: object, *args: object) -> None:
 
 
 def upgrade(url: str, target: str = "head", authenticator_password: str | None = None) -> None:
+    """Upgrade to ``target``; then, when given, set the ``authenticator`` role's password —
+    on every upgrade, so that a database already at head gets it too (idempotent)."""
     _check_target(target)
     try:
         _in_thread(command.upgrade, alembic_config(url, authenticator_password), target)
     except CommandError as exc:
         raise MigrationError(str(exc)) from None
+    if authenticator_password:
+        _in_thread(asyncio.run, _set_password(url, authenticator_password))
+
+
+async def _set_password(url: str, password: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(async_url(url), connect_args=connect_args(url))
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT count(*) FROM pg_roles WHERE rolname = 'authenticator'")
+            )
+            if exists:
+                quoted = await conn.scalar(text("SELECT quote_literal(:p)"), {"p": password})
+                await conn.execute(text(f"ALTER ROLE authenticator PASSWORD {quoted}"))
+                await conn.commit()
+    finally:
+        await engine.dispose()
 
 
 def downgrade(url: str, target: str) -> None:
