@@ -307,3 +307,46 @@ def test_db_downgrade_takes_a_relative_revision(
     previous = scripts.get_revision(migrate.head_revision()).down_revision
     current = cli("db", "current", env=url)
     assert current.stdout.splitlines()[0] == f"current: {previous}"
+
+
+def test_commands_on_a_served_data_dir_leave_its_server_running(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``db current`` beside a running ``serve`` on the same data dir used to stop the serve's
+    embedded PostgreSQL (every request INTERNAL from then on); a second ``serve`` is refused."""
+    import httpx
+
+    data_dir = str(tmp_path / "data")
+    port = free_port()
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "gateway.tools.cli", "serve", "--data-dir", data_dir,
+         "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # first start: initdb, migrations, demo data
+        while True:
+            assert serving.poll() is None, serving.stderr.read() if serving.stderr else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.5)
+        current = cli("db", "current", "--data-dir", data_dir, env=env)
+        assert current.returncode == 0, current.stderr
+        assert current.stdout.startswith(f"current: {migrate.head_revision()}")
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+        query = {"query": "{ cities(first: 1) { totalCount } }"}
+        answer = httpx.post(f"{base}/graphql", json=query, timeout=10).json()
+        assert answer["data"]["cities"]["totalCount"] > 0, answer
+        second = cli("serve", "--data-dir", data_dir, "--port", str(free_port()), env=env)
+        line = assert_one_error_line(second)
+        assert "is in use by another mwplu-gateway process" in line
+    finally:
+        serving.terminate()
+        serving.wait(timeout=30)
+        if serving.stderr is not None:
+            serving.stderr.close()

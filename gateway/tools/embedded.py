@@ -126,6 +126,47 @@ def check_writable(path: Path) -> None:
         raise EmbeddedError(f"data dir {path} is not writable: {exc.strerror}") from None
 
 
+class DataDirLock:
+    """Who runs the embedded server of a data dir: ``serve`` holds this lock for its lifetime,
+    a CLI command for its duration. A command that finds it held uses the running server and
+    leaves it running (it used to stop the server of a running demo); a second ``serve`` is
+    refused. The lock is the kernel's (``flock``): it goes with the process, even on a crash."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "gateway.lock"
+        self._file: Any = None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free (False: another process holds it)."""
+        import fcntl
+
+        check_writable(self.path.parent)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        return True
+
+    def holder(self) -> str:
+        """The pid written by the process that holds the lock ('?' when unknown)."""
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+
 def jwt_secret(data_dir: Path) -> str:
     """The embedded mode's signing secret: generated once, kept in the data dir (mode 0600)."""
     path = data_dir / "jwt_secret"

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from gateway.db import DatabaseUrlError, async_url, migrate
 from gateway.settings import Settings, SettingsError
-from gateway.tools.embedded import EmbeddedError, EmbeddedPostgres, jwt_secret
+from gateway.tools.embedded import DataDirLock, EmbeddedError, EmbeddedPostgres, jwt_secret
 
 app = typer.Typer(
     help="mwplu-gateway: one GraphQL graph over the MWPLU v1 and v2 chat stores.",
@@ -61,25 +61,43 @@ def load_settings(data_dir: Path | None = None) -> Settings:
 
 
 @contextmanager
-def database(settings: Settings) -> Any:
-    """Yield ``(settings, migrations_url)`` for the configured or the embedded server."""
+def database(settings: Settings, *, serving: bool = False) -> Any:
+    """Yield ``(settings, migrations_url)`` for the configured or the embedded server.
+
+    Embedded: the server of a data dir belongs to whoever holds its lock. ``serve``
+    (``serving``) must get it; another command that cannot get it uses the running server and
+    leaves it running."""
     if settings.database_url is not None:
         yield settings, settings.migrations_database_url or settings.database_url
         return
     embedded = EmbeddedPostgres(settings.data_dir)
+    lock = DataDirLock(settings.data_dir)
     try:
-        embedded.start()
+        owned = lock.acquire()
     except EmbeddedError as exc:
         raise CliError(str(exc)) from None
+    if serving and not owned:
+        raise CliError(
+            f"the data dir {settings.data_dir} is in use by another mwplu-gateway process "
+            f"(pid {lock.holder()}); stop it first, or give another --data-dir"
+        )
     try:
-        owner = embedded.url().render_as_string(hide_password=False)
-        serve = embedded.url(user="authenticator").render_as_string(hide_password=False)
-        secret = settings.jwt_secret or jwt_secret(settings.data_dir)
-        from dataclasses import replace
+        try:
+            embedded.start()
+        except EmbeddedError as exc:
+            raise CliError(str(exc)) from None
+        try:
+            owner = embedded.url().render_as_string(hide_password=False)
+            serve = embedded.url(user="authenticator").render_as_string(hide_password=False)
+            secret = settings.jwt_secret or jwt_secret(settings.data_dir)
+            from dataclasses import replace
 
-        yield replace(settings.with_database(serve, owner), jwt_secret=secret), owner
+            yield replace(settings.with_database(serve, owner), jwt_secret=secret), owner
+        finally:
+            if owned:
+                embedded.stop()
     finally:
-        embedded.stop()
+        lock.release()
 
 
 def run_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -52,7 +52,7 @@ def serve(
     port = port or settings.port
     if not port_free(host, port):
         fail(f"port {port} on {host} is already in use")
-    with database(settings) as (serving, owner_url):
+    with database(settings, serving=True) as (serving, owner_url):
         graphiql_user = None
         if settings.embedded:
             prepare_demo(serving, owner_url)
