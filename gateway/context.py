@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -87,6 +88,14 @@ class Context:
     _finished: bool = field(default=False, init=False)
     # A mutation ran: a COMMIT that fails leaves its outcome unknown to the client.
     wrote: bool = field(default=False, init=False)
+    # For the request's log line and metrics: what it was, what it read and wrote per store
+    # (``("messages", "v1")``…), and the statements it sent, set-up included.
+    operation_type: str = field(default="unknown", init=False)
+    operation_name: str | None = field(default=None, init=False)
+    reads: Tally[tuple[str, str]] = field(default_factory=Tally, init=False)
+    writes: Tally[tuple[str, str]] = field(default_factory=Tally, init=False)
+    statements: int = field(default=0, init=False)
+    committed: bool = field(default=False, init=False)
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
 
@@ -122,7 +131,9 @@ class Context:
             release, self._release = self._release, None
         if conn is None or db is None or release is None:
             return
+        self.statements = 1 + db.statements  # the set-up, then what the request sent
         await asyncio.shield(_close(conn, db, commit, release))
+        self.committed = commit
 
     async def is_admin(self) -> bool:
         """``profiles.is_admin`` of the viewer (never a token claim)."""

@@ -75,6 +75,7 @@ class Settings:
     pgbouncer: bool = False
     graphiql: bool = True
     introspection: bool = True
+    metrics: bool = False  # /metrics (Prometheus text)
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -126,6 +127,7 @@ class Settings:
             pgbouncer=_bool(env, "GATEWAY_PGBOUNCER", False),
             graphiql=_bool(env, "GATEWAY_GRAPHIQL", not production),
             introspection=_bool(env, "GATEWAY_INTROSPECTION", not production),
+            metrics=_bool(env, "GATEWAY_METRICS", production),
             limits=limits,
         )
         if data_dir:

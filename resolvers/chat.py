@@ -124,6 +124,7 @@ async def post(
         if inserted.message_id is None:  # the reply's target is not in the conversation
             raise BadUserInput("replyToId must be a message of the same conversation")
         message_id = inserted.message_id
+        context.writes[("messages", source)] += 1
         if source == "v2":
             await as_service(context)
         event_id = await store.insert_event(db, store.NewEvent(

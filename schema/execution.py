@@ -33,6 +33,10 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
         serially: bool,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
+        context = self.context_value
+        if hasattr(context, "operation_type"):  # for the request's log line and metrics
+            context.operation_type = self.operation.operation.value
+            context.operation_name = self.operation.name.value if self.operation.name else None
         introspection = {
             key: details
             for key, details in grouped_field_set.items()

@@ -821,14 +821,14 @@ def production(url: Any) -> Settings:
 
 
 async def test_production_refuses_a_superuser_login(server: Server, database: str) -> None:
-    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.health import UnsafeDatabaseRole, check_serving_database
 
     with pytest.raises(UnsafeDatabaseRole, match=r"login role '\w+' is a superuser"):
         await check_serving_database(production(server.database_url(database)))
 
 
 async def test_production_accepts_the_authenticator(server: Server, database: str) -> None:
-    from gateway.http.app import check_serving_database
+    from gateway.http.health import check_serving_database
 
     await check_serving_database(production(server.database_url(database, "authenticator")))
 
@@ -838,7 +838,7 @@ async def test_the_lifespan_runs_the_check_in_production_only(
 ) -> None:
     from dataclasses import replace
 
-    from gateway.http.app import UnsafeDatabaseRole
+    from gateway.http.health import UnsafeDatabaseRole
 
     superuser = production(server.database_url(database))
     app = create_app(superuser)
@@ -876,7 +876,7 @@ async def scratch_role(server: Server, database: str) -> AsyncIterator[str]:
 async def test_production_refuses_a_bypassrls_login(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.health import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER ROLE {scratch_role} BYPASSRLS")
     with pytest.raises(UnsafeDatabaseRole, match=f"'{scratch_role}' has BYPASSRLS"):
@@ -886,7 +886,7 @@ async def test_production_refuses_a_bypassrls_login(
 async def test_production_refuses_a_login_that_owns_the_tables(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.health import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER TABLE v2_conversations OWNER TO {scratch_role}")
     with pytest.raises(UnsafeDatabaseRole, match=f"'{scratch_role}' owns v2_conversations"):
@@ -903,7 +903,7 @@ async def test_production_refuses_a_login_that_owns_the_tables(
 async def test_production_refuses_a_viewer_role_that_bypasses_rls(
     server: Server, database: str, scratch_role: str, owner: asyncpg.Connection
 ) -> None:
-    from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+    from gateway.http.health import UnsafeDatabaseRole, check_serving_database
 
     await owner.execute(f"ALTER TABLE chat_conversations OWNER TO {scratch_role}")
     await owner.execute(f"GRANT {scratch_role} TO authenticated")

@@ -25,6 +25,7 @@ class Db:
         self.conn = conn
         self._lock = asyncio.Lock()
         self._closed = False
+        self.statements = 0  # sent through this Db (the request log line and metrics read it)
 
     async def hold(self) -> None:
         """Wait until no statement runs, then refuse every further one."""
@@ -38,6 +39,7 @@ class Db:
         async with self._lock:
             if self._closed:
                 raise RuntimeError("the request's transaction is finished")
+            self.statements += 1
             return await self.conn.execute(statement, params)
 
     async def rows(
@@ -63,6 +65,7 @@ class Db:
                 raise RuntimeError("the request's transaction is finished")
             for listener in driver_listeners.get(self.conn.sync_engine, ()):
                 listener(query)
+            self.statements += 1
             raw = driver(self.conn)
             try:
                 return list(await raw.fetch(query, *args))

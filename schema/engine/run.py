@@ -47,6 +47,14 @@ from schema.engine.plan import (
 )
 from schema.engine.writer import Propagate, flatten
 
+# The rows counted as read per store generation (``Context.reads``).
+READ_TALLIES = {
+    "V1Conversation": ("conversations", "v1"),
+    "V2Conversation": ("conversations", "v2"),
+    "V1Message": ("messages", "v1"),
+    "V2Message": ("messages", "v2"),
+}
+
 
 class Run:
     def __init__(self, plan: OperationPlan, context: Context) -> None:
@@ -193,9 +201,18 @@ class Run:
         """Drop the request's rows and loaders. The loaders' batch functions refer back to the
         run: without this, every row of the response would wait for the cycle collector
         (hundreds of records per request, and gen-2 collections growing with them)."""
+        self.tally()
         self._loaders.clear()
         self._found.clear()
         self._pages.clear()
+
+    def tally(self) -> None:
+        """Count the conversations and messages read, per store (the operator's metrics)."""
+        reads = self.context.reads
+        for type_name, key in READ_TALLIES.items():
+            rows = self._found.get(type_name)
+            if rows:
+                reads[key] += sum(1 for row in rows.values() if row is not None)
 
     async def execute(self) -> dict[str, Any] | None:
         """The response's data (None when a non-null root field is null); ``errors`` holds
@@ -244,6 +261,7 @@ class Run:
                 data[f.key] = f.literal
                 continue
             self.context.wrote = True
+            self.tally()
             self._loaders.clear()
             self._found.clear()
             self._pages.clear()

@@ -62,7 +62,7 @@ def serve(
         else:
             run_db(asyncio.run, check_reachable(serving))
             if serving.production:
-                from gateway.http.app import UnsafeDatabaseRole, check_serving_database
+                from gateway.http.health import UnsafeDatabaseRole, check_serving_database
 
                 try:
                     run_db(asyncio.run, check_serving_database(serving))

@@ -1,0 +1,83 @@
+"""Prometheus metrics of one app (DESIGN §11): requests by operation type and outcome, their
+duration, SQL statements, connections in use, and — what an operator plans v1's sunset with —
+conversations and messages read and messages written, per store generation.
+
+Each app has its own registry (tests build many apps in one process). With several uvicorn
+workers each serves its own figures; scrape them per worker, or run one worker per container.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self, engine: Callable[[], AsyncEngine | None]) -> None:
+        """``engine``: the app's engine once it has one (the lifespan may create it later)."""
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mwplu_graphql_requests", "GraphQL requests answered",
+            ["operation_type", "outcome"], registry=self.registry,
+        )
+        self.duration = Histogram(
+            "mwplu_graphql_request_duration_seconds", "Time to answer a GraphQL request",
+            ["operation_type"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.statements = Counter(
+            "mwplu_db_statements", "SQL statements sent (with the per-transaction set-up)",
+            registry=self.registry,
+        )
+        self.pool_in_use = Gauge(
+            "mwplu_db_pool_in_use", "Database connections checked out", registry=self.registry
+        )
+
+        def in_use() -> float:
+            current = engine()
+            pool = current.sync_engine.pool if current is not None else None
+            return float(pool.checkedout()) if isinstance(pool, QueuePool) else 0.0
+
+        self.pool_in_use.set_function(in_use)
+        self.conversations_read = Counter(
+            "mwplu_conversations_read", "Conversations read, per store", ["source"],
+            registry=self.registry,
+        )
+        self.messages_read = Counter(
+            "mwplu_messages_read", "Messages read, per store", ["source"], registry=self.registry
+        )
+        self.messages_written = Counter(
+            "mwplu_messages_written", "Messages written (committed), per store", ["source"],
+            registry=self.registry,
+        )
+
+    def request(
+        self, operation_type: str, outcome: str, seconds: float, statements: int,
+        reads: Tally[tuple[str, str]], writes: Tally[tuple[str, str]],
+    ) -> None:
+        """One answered request; ``writes`` only when its transaction committed."""
+        self.requests.labels(operation_type, outcome).inc()
+        self.duration.labels(operation_type).observe(seconds)
+        if statements:
+            self.statements.inc(statements)
+        for (kind, source), count in reads.items():
+            counter = self.conversations_read if kind == "conversations" else self.messages_read
+            counter.labels(source).inc(count)
+        for (_, source), count in writes.items():
+            self.messages_written.labels(source).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
