@@ -76,6 +76,8 @@ class Settings:
     graphiql: bool = True
     introspection: bool = True
     metrics: bool = False  # /metrics (Prometheus text)
+    # The only documents this gateway runs ({sha256: document}); None: any document.
+    trusted_documents: Path | None = None
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -128,6 +130,10 @@ class Settings:
             graphiql=_bool(env, "GATEWAY_GRAPHIQL", not production),
             introspection=_bool(env, "GATEWAY_INTROSPECTION", not production),
             metrics=_bool(env, "GATEWAY_METRICS", production),
+            trusted_documents=(
+                Path(env["GATEWAY_TRUSTED_DOCUMENTS"]).expanduser()
+                if env.get("GATEWAY_TRUSTED_DOCUMENTS") else None
+            ),
             limits=limits,
         )
         if data_dir:

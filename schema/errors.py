@@ -212,14 +212,21 @@ class CodedMaskErrors(MaskErrors):
         return masked
 
 
+# Type names in validation messages ("Cannot query field 'x' on type 'Project'."): with
+# introspection off, they would let a client map the schema one error at a time.
+TYPE_NAMES = re.compile(r" (?:on|of) type '[^']*'|(?<=')\w+\.(?=\w+')")
+
+
 class NoSuggestions(SchemaExtension):
-    """Drop "Did you mean …?" from validation messages (they reveal the schema)."""
+    """Drop "Did you mean …?" and the names of types from validation messages (with
+    introspection off they reveal the schema; trusted documents close the rest)."""
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         for error in getattr(result, "errors", None) or []:
-            error.message = SUGGESTION.sub("", error.message)
+            if error.path is None:  # about the document, not its data
+                error.message = TYPE_NAMES.sub("", SUGGESTION.sub("", error.message))
 
 
 def directive_rule(max_directives: int) -> type[ASTValidationRule]:

@@ -37,6 +37,7 @@ from gateway.http.health import (
 )
 from gateway.http.operation import OperationNameRequired
 from gateway.http.outcomes import metrics_endpoint
+from gateway.http.persisted import PersistedDocuments, load_manifest
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from schema import build_schema
@@ -83,7 +84,10 @@ def create_app(
                 await app.state.engine.dispose()
 
     graphiql = GraphiQLPage(settings, graphiql_user) if settings.graphiql else None
-    graphql = GraphQLEndpoint(schema, settings, graphiql)
+    manifest = (
+        load_manifest(settings.trusted_documents) if settings.trusted_documents else None
+    )
+    graphql = GraphQLEndpoint(schema, settings, graphiql, PersistedDocuments(manifest))
     app = Starlette(
         routes=[
             Route("/graphql", graphql.endpoint, methods=["GET", "POST"]),

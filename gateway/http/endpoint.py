@@ -19,6 +19,11 @@ from gateway.errors import BadUserInput, GatewayError, Unauthenticated
 from gateway.http.graphiql import GraphiQLPage
 from gateway.http.media import MediaType, negotiate
 from gateway.http.outcomes import RETRY_AFTER_S, UNAVAILABLE, record, unconfirmed
+from gateway.http.persisted import (
+    PersistedDocuments,
+    PersistedQueryNotAllowed,
+    PersistedQueryNotFound,
+)
 from gateway.http.requests import (
     ALL_OPERATIONS,
     QUERY_ONLY,
@@ -49,10 +54,12 @@ class GraphQLEndpoint:
         schema: strawberry.Schema,
         settings: Settings,
         graphiql: GraphiQLPage | None = None,
+        persisted: PersistedDocuments | None = None,
     ) -> None:
         self.schema = schema
         self.settings = settings
         self.graphiql = graphiql
+        self.persisted = persisted or PersistedDocuments()
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -125,6 +132,15 @@ class GraphQLEndpoint:
                 406,
                 {"x-request-id": request_id},
             )
+        try:
+            params = params._replace(query=self.persisted.resolve(params.query, params.extensions))
+        except PersistedQueryNotFound as exc:
+            # Apollo's clients then send the query with its hash (200 in application/json).
+            return error_response(exc, 400 if media.strict else 200,
+                                  {"x-request-id": request_id}, media)
+        except PersistedQueryNotAllowed as exc:
+            log.info("request %s: refused: not a trusted document", request_id)
+            return error_response(exc, 400, {"x-request-id": request_id}, media)
         viewer = viewer_from_header(request.headers.get("authorization"), self.settings)
         request.state.role = viewer.role
         return await self.execute(request, request_id, params, allowed, viewer, media)

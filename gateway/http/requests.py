@@ -82,7 +82,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 class Params(NamedTuple):
     """A well-formed GraphQL-over-HTTP request's parameters (``null`` is the same as absent)."""
 
-    query: str
+    query: str | None  # None: a persisted query's hash only (``gateway.http.persisted``)
     variables: dict[str, Any] | None
     operation: str | None
     extensions: dict[str, Any] | None
@@ -100,7 +100,10 @@ def parse_params(raw: Any) -> Params:
     variables = raw.get("variables")
     operation = raw.get("operationName")
     extensions = raw.get("extensions")
-    if not isinstance(query, str) or not query.strip():
+    persisted = isinstance(extensions, dict) and "persistedQuery" in extensions
+    if query is None and persisted:
+        pass  # the document is known by its hash
+    elif not isinstance(query, str) or not query.strip():
         raise BadUserInput("the body must carry a 'query' string")
     if variables is not None and not isinstance(variables, dict):
         raise BadUserInput("'variables' must be a JSON object")

@@ -88,3 +88,37 @@ def export_schema(
         return
     path.write_text(sdl)
     out.print(f"wrote {path}")
+
+
+@app.command("trusted-documents")
+def trusted_documents(
+    folder: Annotated[Path, typer.Argument(help="A folder of .graphql files, one document each.")],
+    output: Annotated[Path, typer.Option(help="The manifest to write.")] = Path(
+        "trusted-documents.json"
+    ),
+) -> None:
+    """Build the trusted documents manifest ({sha256: document}) for GATEWAY_TRUSTED_DOCUMENTS:
+    each document is checked against the schema first."""
+    import orjson
+    from graphql import GraphQLError, parse, validate
+
+    from gateway.http.persisted import sha256_hex
+    from schema import build_schema
+
+    files = sorted(folder.rglob("*.graphql")) if folder.is_dir() else []
+    if not files:
+        fail(f"no .graphql file in {folder}")
+    graph = build_schema()._schema
+    manifest: dict[str, str] = {}
+    for file in files:
+        document = file.read_text()
+        try:
+            errors = validate(graph, parse(document))
+        except GraphQLError as exc:
+            errors = [exc]
+        if errors:
+            fail(f"{file}: {errors[0].message}")
+        manifest[sha256_hex(document)] = document
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+    output.write_bytes(orjson.dumps(manifest, option=options) + b"\n")
+    out.print(f"wrote {output} ({len(manifest)} documents)", highlight=False, soft_wrap=True)
