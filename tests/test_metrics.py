@@ -116,3 +116,24 @@ async def test_one_json_log_line_per_request_without_the_token(
     token = headers["Authorization"].split()[1]
     assert all(token not in r.getMessage() for r in caplog.records)
     assert str(uuid.UUID(int=0)) not in caplog.text
+
+
+def test_the_grafana_dashboard_plots_only_metrics_the_gateway_serves() -> None:
+    from pathlib import Path
+
+    from gateway.metrics import Metrics
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text()
+    )
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"],
+                "gauge": [""]}
+    served = {
+        family.name + suffix
+        for family in Metrics(lambda: None).registry.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {name for expr in exprs for name in re.findall(r"\bmwplu_\w+", expr)}
+    assert named and named <= served, named - served
+    assert {"mwplu_messages_written_total", "mwplu_conversations_read_total"} <= named

@@ -90,6 +90,43 @@ def export_schema(
     out.print(f"wrote {path}")
 
 
+@app.command("schema-changes")
+def schema_changes(
+    base: Annotated[
+        str | None, typer.Option(help="The release to compare with (default: the last tag).")
+    ] = None,
+    changelog: Annotated[Path, typer.Option(help="Where breaking changes are listed.")] = Path(
+        "CHANGELOG.md"
+    ),
+) -> None:
+    """Fail on a breaking change of the schema since the last release that CHANGELOG.md does
+    not list (CI runs it)."""
+    from gateway.tools import schema_changes as changes
+    from schema import schema_sdl
+
+    repo = Path.cwd()
+    ref = base or changes.last_release(repo)
+    if ref is None:
+        out.print("no release tag yet: nothing to compare with")
+        return
+    try:
+        old = changes.released_sdl(repo, ref)
+    except LookupError as exc:
+        fail(str(exc))
+    listed = changelog.read_text() if changelog.exists() else ""
+    found = changes.compare(old, schema_sdl(), listed)
+    for description in found.dangerous:
+        out.print(f"dangerous (clients may notice): {description}", highlight=False)
+    for description in found.listed:
+        out.print(f"breaking, listed in {changelog}: {description}", highlight=False)
+    if found.unlisted:
+        fail(
+            f"{len(found.unlisted)} breaking change(s) since {ref} not listed in {changelog}: "
+            + "; ".join(found.unlisted)
+        )
+    out.print(f"no unlisted breaking change since {ref}")
+
+
 @app.command("trusted-documents")
 def trusted_documents(
     folder: Annotated[Path, typer.Argument(help="A folder of .graphql files, one document each.")],
