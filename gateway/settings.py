@@ -76,6 +76,8 @@ class Settings:
     graphiql: bool = True
     introspection: bool = True
     metrics: bool = False  # /metrics (Prometheus text)
+    # OTLP endpoint for traces (the exporter reads OTEL_* itself); None: no traces exported.
+    otlp_endpoint: str | None = None
     # The only documents this gateway runs ({sha256: document}); None: any document.
     trusted_documents: Path | None = None
     limits: Limits = field(default_factory=Limits)
@@ -130,6 +132,7 @@ class Settings:
             graphiql=_bool(env, "GATEWAY_GRAPHIQL", not production),
             introspection=_bool(env, "GATEWAY_INTROSPECTION", not production),
             metrics=_bool(env, "GATEWAY_METRICS", production),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             trusted_documents=(
                 Path(env["GATEWAY_TRUSTED_DOCUMENTS"]).expanduser()
                 if env.get("GATEWAY_TRUSTED_DOCUMENTS") else None

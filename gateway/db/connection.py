@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from gateway.db.engine import driver_listeners
+from gateway.tracing import statement_span
 
 
 class Db:
@@ -40,7 +41,8 @@ class Db:
             if self._closed:
                 raise RuntimeError("the request's transaction is finished")
             self.statements += 1
-            return await self.conn.execute(statement, params)
+            with statement_span(str(statement)):
+                return await self.conn.execute(statement, params)
 
     async def rows(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -67,10 +69,11 @@ class Db:
                 listener(query)
             self.statements += 1
             raw = driver(self.conn)
-            try:
-                return list(await raw.fetch(query, *args))
-            except Exception as exc:
-                raise dbapi_error(self.conn, raw, query, exc) from exc
+            with statement_span(query):
+                try:
+                    return list(await raw.fetch(query, *args))
+                except Exception as exc:
+                    raise dbapi_error(self.conn, raw, query, exc) from exc
 
 
 # ``:name`` bind parameters as SQLAlchemy's ``text()`` reads them (not ``::type`` casts).

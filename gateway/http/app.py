@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from gateway import tracing
 from gateway.db import create_engine
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.graphiql import GraphiQLPage
@@ -65,6 +66,7 @@ def create_app(
     role would bypass row-level security.
     """
     settings.check_serving()
+    tracing.configure(settings.otlp_endpoint)
     schema = schema or build_schema(settings)
     # Log errors our way: bounded, with the request id (see ``log_errors``).
     schema.process_errors = log_errors  # type: ignore[method-assign]

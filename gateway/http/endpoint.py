@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import strawberry
+from opentelemetry.trace import SpanKind
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -42,6 +43,7 @@ from gateway.http.requests import (
     request_id_of,
 )
 from gateway.settings import Settings
+from gateway.tracing import tracer
 
 log = logging.getLogger("gateway.http")
 
@@ -64,9 +66,12 @@ class GraphQLEndpoint:
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = request_id_of(request)
-        response = await self.answer(request, request_id)
-        if not getattr(request.state, "page", False):
-            record(request, request_id, response, time.perf_counter() - started)
+        with tracer.start_as_current_span(
+            "graphql request", kind=SpanKind.SERVER, attributes={"mwplu.request_id": request_id}
+        ) as span:
+            response = await self.answer(request, request_id)
+            if not getattr(request.state, "page", False):
+                record(request, request_id, response, time.perf_counter() - started, span)
         return response
 
     async def answer(self, request: Request, request_id: str) -> Response:

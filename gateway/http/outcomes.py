@@ -60,8 +60,11 @@ STATUS_OUTCOMES = {401: "UNAUTHENTICATED", 500: "INTERNAL", 503: UNAVAILABLE}
 requests_log = logging.getLogger("gateway.requests")
 
 
-def record(request: Request, request_id: str, response: Response, seconds: float) -> None:
-    """The request's one log line (JSON; never a token) and its metrics."""
+def record(
+    request: Request, request_id: str, response: Response, seconds: float, span: Any = None
+) -> None:
+    """The request's one log line (JSON; never a token), its metrics and its span's
+    attributes."""
     context: Context | None = getattr(request.state, "context", None)
     status = response.status_code
     outcome = getattr(request.state, "outcome", None) or (
@@ -79,6 +82,16 @@ def record(request: Request, request_id: str, response: Response, seconds: float
         "statements": statements,
         "role": getattr(request.state, "role", None),
     }).decode())
+    if span is not None and span.is_recording():
+        span.set_attributes({
+            "graphql.operation.type": operation_type,
+            "graphql.operation.name": (context.operation_name if context else None) or "",
+            "http.response.status_code": status,
+            "mwplu.outcome": outcome,
+            "mwplu.statements": statements,
+            **{f"mwplu.source.{source}.{kind}_read": count
+               for (kind, source), count in (context.reads if context else Tally()).items()},
+        })
     metrics: Metrics = request.app.state.metrics
     metrics.request(
         operation_type, outcome, seconds, statements,
