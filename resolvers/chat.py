@@ -102,7 +102,7 @@ async def post(
     db = await context.db()
     acting = acting_user(context) or NIL
     if source == "v1":
-        owner = await store.owner_of(db, "v1", conversation_id)
+        owner = await store.conversation_owner(db, "v1", conversation_id)
         if owner is None or not may_write_for(context, owner):
             raise NotFound("conversation not found")
         await as_service(context)
@@ -159,7 +159,7 @@ async def start_conversation(context: Context, given: Any) -> dict[str, Any]:
         raise BadUserInput("text must not be empty")
     db = await context.db()
     if project_id is not None:
-        owner = await projects.owner_of(db, project_id)
+        owner = await projects.project_owner(db, project_id)
         if owner is None or not may_write_for(context, owner):
             raise NotFound("project not found")
     else:
@@ -200,7 +200,7 @@ async def archive_conversation(context: Context, given: Any) -> dict[str, Any]:
     source, conversation_id = conversation_of(given.conversation_id)
     db = await context.db()
     if source == "v1":
-        owner = await store.owner_of(db, "v1", conversation_id)
+        owner = await store.conversation_owner(db, "v1", conversation_id)
         if owner is None or not may_write_for(context, owner):
             raise NotFound("conversation not found")
         await as_service(context)

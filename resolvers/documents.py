@@ -60,7 +60,7 @@ async def pin_project_document(context: Context, given: Any) -> dict[str, Any]:
         raise BadUserInput("pinned cannot be null")
     await _document_exists(context, document_id)
     db = await context.db()
-    owner = await projects.owner_of(db, project_id)
+    owner = await projects.project_owner(db, project_id)
     if owner is None or not may_write_for(context, owner):
         raise NotFound("project not found")
     await store.pin(db, project_id, document_id, pinned=given.pinned,

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from gateway.context import Context
+from gateway.db import Db
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.store import migration as store
 from gateway.store import verify
+from gateway.store.chat_writes import conversation_owner
+from gateway.store.project_writes import project_owner
 from resolvers.acting import as_service, as_viewer, signed_in
 from resolvers.ids import expect_id
 
@@ -33,7 +36,7 @@ async def migrate(
     _, v1_id = expect_id(conversation_id, "V1Conversation", argument="conversationId")
     target = expect_id(project_id, "Project", argument="projectId")[1] if project_id else None
     db = await context.db()
-    owner = await store.conversation_owner(db, v1_id)
+    owner = await conversation_owner(db, "v1", v1_id)
     if owner is None:
         raise NotFound("conversation not found")
     if target is not None:
@@ -51,11 +54,11 @@ async def migrate(
     return dict(tracking), claimed.already_migrated
 
 
-async def _check_project(db: object, project_id: UUID, conversation_owner: UUID) -> None:
-    project_owner = await store.project_owner(db, project_id)  # type: ignore[arg-type]
-    if project_owner is None:
+async def _check_project(db: Db, project_id: UUID, conversation_owned_by: UUID) -> None:
+    owned_by = await project_owner(db, project_id)
+    if owned_by is None:
         raise NotFound("project not found")
-    if project_owner != conversation_owner:
+    if owned_by != conversation_owned_by:
         raise Forbidden("the project does not belong to the conversation's owner")
 
 
@@ -69,8 +72,8 @@ async def revert(context: Context, conversation_id: str) -> dict[str, object]:
     v1 = database_id if type_name == "V1Conversation" else None
     v2 = database_id if type_name == "V2Conversation" else None
     visible = (
-        await store.conversation_owner(db, v1) if v1 is not None
-        else await store.v2_conversation_owner(db, v2)  # type: ignore[arg-type]
+        await conversation_owner(db, "v1", v1) if v1 is not None
+        else await conversation_owner(db, "v2", v2)  # type: ignore[arg-type]
     )
     if visible is None:
         raise NotFound("conversation not found")

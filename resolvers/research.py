@@ -53,11 +53,11 @@ async def record_research(context: Context, given: Any) -> dict[str, Any]:
     if await project_writes.missing(db, "documents", values["documents_found"]):
         raise BadUserInput("documentIds names a document that does not exist")
     if values["conversation_id"] is not None:
-        found = await chat_writes.owner_of(db, "v2", values["conversation_id"])
+        found = await chat_writes.conversation_owner(db, "v2", values["conversation_id"])
         if found is None or not may_write_for(context, found) or found != owner:
             raise NotFound("conversation not found")
     if values["project_id"] is not None:
-        found = await project_writes.owner_of(db, values["project_id"])
+        found = await project_writes.project_owner(db, values["project_id"])
         if found is None or not may_write_for(context, found) or found != owner:
             raise NotFound("project not found")
     return {"id": await store.record(db, owner=owner, values=values)}

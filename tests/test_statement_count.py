@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.db import StatementCounter
+from gateway.http.graphiql import EXAMPLE_QUERY
 from tests.conftest import bearer
 from tests.factories import (
     at,
@@ -24,23 +25,8 @@ from tests.factories import (
     make_zone,
 )
 
-REFERENCE = """
-query Reference($first: Int!) {
-  conversations(first: $first, filter: {includeMigrated: true}) {
-    totalCount
-    edges { cursor node {
-      id source title lastMessageAt messageCount
-      owner { id fullName }
-      documents { id title zone { code } city { name } }
-      ... on V1Conversation { document { id title typology { name } } migration { status } }
-      ... on V2Conversation { project { id name mainCity { name } mainZone { code } } }
-      messages(first: 10) { edges { node { id source role text createdAt
-        author { id } replyTo { id } documents { id title city { name } } } } }
-    } }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
+# The README's example query (GraphiQL opens with it; tests/test_graphiql.py holds the two equal).
+REFERENCE = EXAMPLE_QUERY
 
 # The reference query's shape, one statement per (level, type): the listing, its count and the
 # conversations of each store; the message page of each store; profiles, documents, projects

@@ -227,8 +227,9 @@ async def insert_event(db: Db, event: NewEvent, *, owner: UUID, key: str | None)
     return UUID(str(rows[0][0]))
 
 
-async def owner_of(db: Db, source: str, conversation_id: UUID) -> UUID | None:
-    """The owner of a conversation the viewer can see (None: none)."""
+async def conversation_owner(db: Db, source: str, conversation_id: UUID) -> UUID | None:
+    """The owner of a conversation of ``source``'s store the current role can see (None:
+    none)."""
     table = STORE_TABLES[source][0]
     rows = await db.fetch(
         f"SELECT user_id FROM {table} WHERE id = CAST(:id AS uuid)", {"id": conversation_id}

@@ -119,12 +119,17 @@ def _cast(name: str) -> str:
     return f"CAST(:{name} AS {kinds[name]})" if name in kinds else f":{name}"
 
 
+# The flag ``:key`` decided for ``:user_id``, with the email of their profile.
+_DECISION = (
+    "feature_flag_decision(:key, CAST(:user_id AS uuid), "
+    "(SELECT p.email FROM profiles p WHERE p.id = CAST(:user_id AS uuid))) d"
+)
+
+
 async def decision(db: Db, key: str, user_id: UUID) -> tuple[bool, str]:
-    """``feature_flag_decision`` for ``user_id`` (with the email of their profile)."""
+    """``feature_flag_decision`` for ``user_id``."""
     rows = await db.fetch(
-        "SELECT d.result, d.reason FROM feature_flag_decision(:key, CAST(:user_id AS uuid), "
-        "(SELECT p.email FROM profiles p WHERE p.id = CAST(:user_id AS uuid))) d",
-        {"key": key, "user_id": user_id},
+        f"SELECT d.result, d.reason FROM {_DECISION}", {"key": key, "user_id": user_id}
     )
     return bool(rows[0][0]), str(rows[0][1])
 
@@ -132,14 +137,11 @@ async def decision(db: Db, key: str, user_id: UUID) -> tuple[bool, str]:
 async def decide_and_record(db: Db, key: str, user_id: UUID) -> tuple[bool, str]:
     """The flag's decision for ``user_id`` (with the email of their profile), taken by
     ``feature_flag_decision`` and recorded in ``feature_flag_evaluations``, in one statement."""
-    sql = """
-    INSERT INTO feature_flag_evaluations (flag_key, user_id, result, reason)
-    SELECT :key, CAST(:user_id AS uuid), d.result, d.reason
-    FROM feature_flag_decision(
-      :key, CAST(:user_id AS uuid),
-      (SELECT p.email FROM profiles p WHERE p.id = CAST(:user_id AS uuid))) d
-    RETURNING result, reason
-    """
+    sql = (
+        "INSERT INTO feature_flag_evaluations (flag_key, user_id, result, reason) "
+        f"SELECT :key, CAST(:user_id AS uuid), d.result, d.reason FROM {_DECISION} "
+        "RETURNING result, reason"
+    )
     rows = await db.fetch(sql, {"key": key, "user_id": user_id})
     return bool(rows[0][0]), str(rows[0][1])
 

@@ -186,28 +186,6 @@ async def tracking_row(db: Db, tracking_id: UUID) -> Row:
     return (await db.rows(TRACKING, {"id": tracking_id}))[0]
 
 
-async def conversation_owner(db: Db, v1_id: UUID) -> UUID | None:
-    """The owner of a v1 conversation the current role can see (None when invisible)."""
-    value = await db.scalar(
-        text("SELECT user_id FROM chat_conversations WHERE id = :id"), {"id": v1_id}
-    )
-    return value if isinstance(value, UUID) else None
-
-
-async def v2_conversation_owner(db: Db, v2_id: UUID) -> UUID | None:
-    value = await db.scalar(
-        text("SELECT user_id FROM v2_conversations WHERE id = :id"), {"id": v2_id}
-    )
-    return value if isinstance(value, UUID) else None
-
-
-async def project_owner(db: Db, project_id: UUID) -> UUID | None:
-    value = await db.scalar(
-        text("SELECT user_id FROM v2_projects WHERE id = :id"), {"id": project_id}
-    )
-    return value if isinstance(value, UUID) else None
-
-
 async def lock_for_revert(db: Db, *, v1_id: UUID | None, v2_id: UUID | None) -> Row | None:
     column, value = ("v1_conversation_id", v1_id) if v1_id else ("v2_conversation_id", v2_id)
     rows = await db.rows(

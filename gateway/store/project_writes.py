@@ -75,8 +75,8 @@ async def update(db: Db, project_id: UUID, changes: dict[str, Any]) -> UUID | No
     return UUID(str(rows[0][0])) if rows else None
 
 
-async def owner_of(db: Db, project_id: UUID) -> UUID | None:
-    """The owner of a project the viewer can see (None: none)."""
+async def project_owner(db: Db, project_id: UUID) -> UUID | None:
+    """The owner of a project the current role can see (None: none)."""
     rows = await db.fetch(
         "SELECT user_id FROM v2_projects WHERE id = CAST(:id AS uuid)", {"id": project_id}
     )

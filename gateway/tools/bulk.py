@@ -53,10 +53,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import Db, Viewer, create_engine, viewer_transaction
+from gateway.db.failures import unavailable
 from gateway.settings import Settings
 from gateway.store import migration as single
+from gateway.store.chat_writes import conversation_owner
 from gateway.store.verify import VerificationReport, verify
-from gateway.tools.bulk_failures import describe, fatal, sqlstate
+from gateway.tools.bulk_failures import describe, sqlstate
 
 # A batch statement may legitimately run longer than an API request.
 BULK_STATEMENT_TIMEOUT_MS = 10 * 60 * 1000
@@ -241,7 +243,7 @@ class _Run:
                 claimed = [(r[0], r[1]) for r in await db.execute(CLAIM, {"ids": list(ids)})]
                 conversations, messages = await single.copy_claimed(db, claimed)
         except Exception as exc:
-            if fatal(exc):
+            if unavailable(exc):
                 raise
             return False
         self.migrated += conversations
@@ -266,7 +268,7 @@ class _Run:
             try:
                 outcome, messages = await self._copy_one(v1_id)
             except Exception as exc:
-                if fatal(exc):
+                if unavailable(exc):
                     raise
                 if sqlstate(exc) in TRANSIENT_SQLSTATES and attempt < SINGLE_ATTEMPTS:
                     continue
@@ -281,7 +283,7 @@ class _Run:
 
     async def _copy_one(self, v1_id: UUID) -> tuple[str, int]:
         async with self.transaction() as db:
-            if await single.conversation_owner(db, v1_id) is None:
+            if await conversation_owner(db, "v1", v1_id) is None:
                 return "skipped", 0  # deleted from v1 since it was selected
             claimed = await single.claim(db, v1_id)
             if claimed is None or claimed.already_migrated:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.db.failures import unavailable
-
 
 def describe(exc: BaseException) -> str:
     """One line for ``error_message``: the database's message, SQLSTATE and detail."""
@@ -29,8 +27,3 @@ def sqlstate(exc: BaseException) -> str | None:
     cause = getattr(orig, "__cause__", None)
     value = getattr(cause, "sqlstate", None) or getattr(orig, "sqlstate", None)
     return str(value) if value else None
-
-
-def fatal(exc: BaseException) -> bool:
-    """Errors that mean the database is gone, not that one conversation is bad."""
-    return unavailable(exc)
