@@ -103,3 +103,10 @@ def issue_token(
         "exp": now + ttl_s,
     }
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+
+def expires_at(viewer: Viewer) -> float | None:
+    """Until when the viewer's token is accepted (``exp`` plus the leeway); None without one
+    (anonymous). A subscription ends then."""
+    exp = viewer.claims.get("exp")
+    return float(exp) + LEEWAY_S if isinstance(exp, (int, float)) else None

@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from gateway.db import Db, Viewer, end_transaction, open_transaction, pool_capacity
+from gateway.db.read_your_writes import current_window
+from gateway.db.replicas import PRIMARY, replicas_of
+from gateway.realtime import Hub
 from gateway.settings import Settings
 from gateway.store import shared
 
@@ -96,6 +99,8 @@ class Context:
     writes: Tally[tuple[str, str]] = field(default_factory=Tally, init=False)
     statements: int = field(default=0, init=False)
     committed: bool = field(default=False, init=False)
+    # where the transaction runs: the primary, or a replica's name (gateway.db.replicas)
+    target: str = field(default=PRIMARY, init=False)
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
 
@@ -109,14 +114,34 @@ class Context:
                 # response is decided they must not open a second transaction.
                 raise RuntimeError("the request's transaction is finished")
             if self._db is None:
-                release = await gate_of(self.engine).turn()
-                try:
-                    conn = await open_transaction(self.engine, self.viewer, self.settings)
-                except BaseException:
-                    release()
-                    raise
+                conn, release = await self._open()
                 self._conn, self._db, self._release = conn, Db(conn), release
         return self._db
+
+    async def _open(self) -> tuple[AsyncConnection, Callable[[], None]]:
+        """A query on a usable replica (DESIGN §6) unless the client wrote within the
+        read-your-writes window; everything else, and a query no replica can take, on the
+        primary. A replica that fails to open is skipped: nothing of the request ran yet."""
+        replicas = replicas_of(self.engine)
+        window = current_window.get()
+        if (
+            replicas is not None
+            and self.operation_type == "query"
+            and not (window is not None and window.recent_for(self.viewer, self.settings))
+        ):
+            while (replica := replicas.choose()) is not None:
+                try:
+                    opened = await _begin(replica.engine, self.viewer, self.settings)
+                except Exception as exc:
+                    replicas.failed(replica, exc)
+                    continue
+                self.target = replica.name
+                replicas.served[replica.name] += 1
+                return opened
+        opened = await _begin(self.engine, self.viewer, self.settings)
+        if replicas is not None:
+            replicas.served[PRIMARY] += 1
+        return opened
 
     @property
     def used_database(self) -> bool:
@@ -132,6 +157,10 @@ class Context:
         if conn is None or db is None or release is None:
             return
         self.statements = 1 + db.statements  # the set-up, then what the request sent
+        window = current_window.get()
+        if commit and self.wrote and window is not None:
+            # Even if the COMMIT's outcome turns out unknown: the write may have been made.
+            window.written_by = self.viewer
         await asyncio.shield(_close(conn, db, commit, release))
         self.committed = commit
 
@@ -152,6 +181,19 @@ class Context:
         return self.viewer.role == "anon"
 
 
+async def _begin(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings
+) -> tuple[AsyncConnection, Callable[[], None]]:
+    """A transaction on ``engine`` as ``viewer``, once the engine's gate gives a turn; and
+    what gives the turn back."""
+    release = await gate_of(engine).turn()
+    try:
+        return await open_transaction(engine, viewer, settings), release
+    except BaseException:
+        release()
+        raise
+
+
 async def _close(
     conn: AsyncConnection, db: Db, commit: bool, release: Callable[[], None]
 ) -> None:
@@ -162,3 +204,32 @@ async def _close(
         await end_transaction(conn, commit=commit)
     finally:
         release()  # the connection is back in the pool (or discarded): its turn is free
+
+
+@dataclass
+class Subscriber:
+    """The context of a subscription connection: a WebSocket (its viewer set by
+    ``connection_init`` or the upgrade request's header) or one SSE request. Each event is read
+    as the viewer in a transaction of its own (``event_context``)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    hub: Hub
+    viewer: Viewer
+    request_id: str
+    # Closes the transport (a slow consumer: 4429); set by the transport.
+    close: Callable[[int, str], None] | None = None
+    # graphql-transport-ws: the connection_init payload (strawberry sets it), and the upgrade
+    # request's Authorization header (used when the payload has none).
+    connection_params: dict[str, object] | None = None
+    authorization: str | None = None
+    subscriptions: int = 0
+
+    def event_context(self) -> Context:
+        return Context(settings=self.settings, engine=self.engine, viewer=self.viewer,
+                       request_id=self.request_id)
+
+    def overflowed(self) -> None:
+        if self.close is not None:
+            limit = self.settings.realtime.queue_size
+            self.close(4429, f"slow consumer: more than {limit} events waiting")

@@ -1,6 +1,7 @@
 """Prometheus metrics of one app (DESIGN §11): requests by operation type and outcome, their
 duration, SQL statements, connections in use, and — what an operator plans v1's sunset with —
-conversations and messages read and messages written, per store generation.
+conversations and messages read and messages written, per store generation; with read
+replicas, the transactions each server took and each replica's state (DESIGN §6).
 
 Each app has its own registry (tests build many apps in one process). With several uvicorn
 workers each serves its own figures; scrape them per worker, or run one worker per container.
@@ -8,8 +9,9 @@ workers each serves its own figures; scrape them per worker, or run one worker p
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,8 +21,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
+
+from gateway.db.replicas import replicas_of
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -63,6 +69,7 @@ class Metrics:
             "mwplu_messages_written", "Messages written (committed), per store", ["source"],
             registry=self.registry,
         )
+        self.registry.register(ReplicaCollector(engine))
 
     def request(
         self, operation_type: str, outcome: str, seconds: float, statements: int,
@@ -81,3 +88,39 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ReplicaCollector(Collector):
+    """Read replicas, when configured: request transactions per server (``primary`` or a
+    replica's ``host:port``), and whether each replica serves queries and its lag, as this
+    worker last checked."""
+
+    def __init__(self, engine: Callable[[], AsyncEngine | None]) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        current = self.engine()
+        replicas = replicas_of(current) if current is not None else None
+        if replicas is None:
+            return
+        transactions = CounterMetricFamily(
+            "mwplu_db_transactions", "Request transactions opened, per database server",
+            labels=["target"],
+        )
+        for target, count in sorted(replicas.served.items()):
+            transactions.add_metric([target], count)
+        up = GaugeMetricFamily(
+            "mwplu_db_replica_up",
+            "1 while the replica serves queries (reachable, replaying, within the lag bound)",
+            labels=["replica"],
+        )
+        lag = GaugeMetricFamily(
+            "mwplu_db_replica_lag_seconds", "The replica's lag when last checked",
+            labels=["replica"],
+        )
+        now = time.monotonic()
+        for replica in replicas.replicas:
+            up.add_metric([replica.name], float(replica.usable(now, replicas.settings)))
+            if replica.lag_s is not None:
+                lag.add_metric([replica.name], replica.lag_s)
+        yield from (transactions, up, lag)

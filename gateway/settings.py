@@ -29,6 +29,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -51,6 +64,52 @@ class Limits:
     # Fields of a document once its fragment spreads are expanded (a fragment spread twice in
     # a fragment spread twice … doubles at each level while staying a few hundred tokens).
     max_expanded_fields: int = 2000
+    # The request head, bounded by the HTTP protocol (gateway.http.protocol) before the app
+    # sees it: names and values of all header lines, their count, and the seconds a client
+    # may take to send them.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Realtime:
+    """Subscriptions (DESIGN §10)."""
+
+    # How often v1 (which gets no trigger) is polled for messages its application wrote.
+    v1_poll_s: float = 2.0
+    max_subscriptions_per_connection: int = 20
+    max_connections_per_viewer: int = 10  # per worker
+    # Events waiting for one subscriber; beyond, it is a slow consumer (closed with 4429).
+    queue_size: int = 200
+    # LISTEN needs a session of its own: behind PgBouncer in transaction mode, a URL that
+    # reaches PostgreSQL directly (or a session-mode pool). None: the serving URL.
+    listen_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """Read replicas (DESIGN §6, ``gateway.db.replicas``)."""
+
+    urls: tuple[str, ...] = ()
+    # A client's queries within this many seconds of its own write go to the primary.
+    read_your_writes_s: float = 5.0
+    # A replica further behind the primary than this is skipped until it catches up.
+    max_lag_s: float = 3.0
+    # How often each worker checks its replicas (reachable, replaying, lag); between checks
+    # it routes on what it last saw.
+    check_s: float = 1.0
+
+    def check(self) -> None:
+        """A replica may be ``max_lag_s`` behind when last checked and ``check_s`` more
+        since: past the read-your-writes window, a client's own write must be on it."""
+        if self.urls and self.max_lag_s + self.check_s > self.read_your_writes_s:
+            raise SettingsError(
+                "GATEWAY_REPLICA_MAX_LAG_S + GATEWAY_REPLICA_CHECK_S "
+                f"({self.max_lag_s:g} + {self.check_s:g}) must not exceed "
+                f"GATEWAY_READ_YOUR_WRITES_S ({self.read_your_writes_s:g}): a replica that "
+                "far behind could hide a client's own write from it once the window is over"
+            )
 
 
 @dataclass(frozen=True)
@@ -81,6 +140,8 @@ class Settings:
     # The only documents this gateway runs ({sha256: document}); None: any document.
     trusted_documents: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    realtime: Realtime = field(default_factory=Realtime)
+    replicas: Replicas = field(default_factory=Replicas)
 
     @property
     def production(self) -> bool:
@@ -112,6 +173,9 @@ class Settings:
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 64 * 1024),
             max_first=100,
             max_expanded_fields=_int(env, "GATEWAY_MAX_EXPANDED_FIELDS", 2000),
+            max_header_bytes=_int(env, "GATEWAY_MAX_HEADER_BYTES", 16 * 1024),
+            max_headers=_int(env, "GATEWAY_MAX_HEADERS", 100),
+            header_timeout_s=_float(env, "GATEWAY_HEADER_TIMEOUT_S", 10.0),
         )
         settings = cls(
             database_url=database_url,
@@ -138,11 +202,31 @@ class Settings:
                 if env.get("GATEWAY_TRUSTED_DOCUMENTS") else None
             ),
             limits=limits,
+            realtime=Realtime(
+                v1_poll_s=_float(env, "GATEWAY_V1_POLL_S", 2.0),
+                max_subscriptions_per_connection=_int(env, "GATEWAY_MAX_SUBSCRIPTIONS", 20),
+                max_connections_per_viewer=_int(env, "GATEWAY_MAX_CONNECTIONS_PER_VIEWER", 10),
+                queue_size=_int(env, "GATEWAY_SUBSCRIBER_QUEUE", 200),
+                listen_url=env.get("DATABASE_LISTEN_URL") or None,
+            ),
+            replicas=Replicas(
+                urls=tuple(
+                    url.strip()
+                    for url in env.get("DATABASE_REPLICA_URLS", "").split(",")
+                    if url.strip()
+                ),
+                read_your_writes_s=_float(env, "GATEWAY_READ_YOUR_WRITES_S", 5.0),
+                max_lag_s=_float(env, "GATEWAY_REPLICA_MAX_LAG_S", 3.0),
+                check_s=_float(env, "GATEWAY_REPLICA_CHECK_S", 1.0),
+            ),
         )
         if data_dir:
             settings = replace(settings, data_dir=Path(data_dir).expanduser())
         if production and not database_url:
             raise SettingsError("DATABASE_URL is required when GATEWAY_ENV=production")
+        if settings.replicas.urls and not database_url:
+            raise SettingsError("DATABASE_REPLICA_URLS needs DATABASE_URL (their primary)")
+        settings.replicas.check()
         return settings
 
     def check_serving(self) -> None:

@@ -5,20 +5,29 @@ graphql-core's executor would complete every field by calling its resolver. This
 context instead gives the operation's root fields to the engine (``schema.engine``): every
 query and mutation runs there, compiled once into plans and executed as batched loads. Only
 introspection (``__schema``, ``__type``: graphql-core's own resolvers) takes graphql-core's
-path, next to the engine's fields when a query asks for both.
+path, next to the engine's fields when a query asks for both. A subscription's events are
+read by its source stream (``schema.engine.events``); each one's execution hands that on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLObjectType, is_non_null_type, located_error
+from graphql import (
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    OperationType,
+    is_non_null_type,
+    located_error,
+)
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.engine.cache import compile_operation
 from schema.engine.compile import CompileError
+from schema.engine.events import EventSource, Rendered
 from schema.engine.run import Run
 
 INTROSPECTION = frozenset({"__schema", "__type"})
@@ -37,6 +46,11 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if hasattr(context, "operation_type"):  # for the request's log line and metrics
             context.operation_type = self.operation.operation.value
             context.operation_name = self.operation.name.value if self.operation.name else None
+        if self.operation.operation == OperationType.SUBSCRIPTION:
+            # One event, already read as the subscriber by the source stream.
+            assert isinstance(root_value, Rendered)
+            self.collected_errors.errors.extend(root_value.errors)
+            return root_value.data  # type: ignore[return-value]
         introspection = {
             key: details
             for key, details in grouped_field_set.items()
@@ -61,6 +75,19 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return {key: merged[key] for key in grouped_field_set if key in merged}
 
         return both()  # type: ignore[return-value]
+
+    def build_resolve_info(
+        self,
+        field_def: GraphQLField,
+        field_nodes: list[Any],
+        parent_type: GraphQLObjectType,
+        path: Any,
+    ) -> GraphQLResolveInfo[Any]:
+        info = super().build_resolve_info(field_def, field_nodes, parent_type, path)
+        if self.operation.operation == OperationType.SUBSCRIPTION and path.prev is None:
+            # The subscription field's resolver compiles the operation's plan through it.
+            return info._replace(root_value=EventSource(self))
+        return info
 
     def execute_engine(
         self, root_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, serially: bool

@@ -46,6 +46,7 @@ from schema.research import (
     V1ResearchEntry,
     V2ResearchEntry,
 )
+from schema.subscription import Subscription
 from schema.writes import (
     ArchiveConversationInput,
     ArchiveConversationPayload,
@@ -260,6 +261,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=TYPES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

@@ -21,6 +21,7 @@ from gateway.db import StatementCounter, create_engine, migrate
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.tools.embedded import EmbeddedPostgres
+from tests import pgbouncer as bouncer
 
 JWT_SECRET = "test-secret-0123456789-0123456789-0123456789"
 TEMPLATE = "mwplu_test_template"
@@ -125,15 +126,39 @@ async def owner(server: Server, database: str) -> AsyncIterator[asyncpg.Connecti
     await conn.close()
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(jwt_secret=JWT_SECRET, env="test")
+@pytest.fixture(scope="session")
+def pgbouncer(server: Server) -> Iterator[bouncer.PgBouncer]:
+    """A PgBouncer in transaction mode in front of ``server`` (tests/pgbouncer.py)."""
+    with bouncer.running(server.url) as running:
+        yield running
 
 
 @pytest.fixture
-async def engine(server: Server, database: str, settings: Settings) -> AsyncIterator[AsyncEngine]:
+def route() -> str:
+    """How the gateway reaches the database: ``direct``; a module that also runs through
+    PgBouncer overrides this with ``ROUTES`` (tests/pgbouncer.py)."""
+    return "direct"
+
+
+@pytest.fixture
+def settings(route: str) -> Settings:
+    return Settings(jwt_secret=JWT_SECRET, env="test", pgbouncer=route == "pgbouncer")
+
+
+@pytest.fixture
+def gateway_url(server: Server, database: str, route: str, request: pytest.FixtureRequest) -> URL:
+    """The URL the gateway's engines use: ``authenticator``, directly or through PgBouncer."""
+    url = server.database_url(database, "authenticator")
+    if route == "pgbouncer":
+        running: bouncer.PgBouncer = request.getfixturevalue("pgbouncer")
+        return running.url(url)
+    return url
+
+
+@pytest.fixture
+async def engine(gateway_url: URL, settings: Settings) -> AsyncIterator[AsyncEngine]:
     """The gateway's engine: it logs in as ``authenticator``, like production."""
-    eng = create_engine(server.database_url(database, "authenticator"), settings, pool_size=4)
+    eng = create_engine(gateway_url, settings, pool_size=4)
     yield eng
     await eng.dispose()
 

@@ -2,7 +2,8 @@
 anonymous viewer, over every read path of the graph and directly over the tables under RLS;
 nothing of one request survives into the next on a pooled connection, also when a request is
 cancelled or its client goes away mid-transaction; mutations on another user's objects are
-``NOT_FOUND``."""
+``NOT_FOUND``. The gateway's requests run directly and through PgBouncer in transaction mode
+(``route``), where a transaction's server connection may have served anyone before."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +42,7 @@ from tests.factories import (
     make_v2_conversation,
     make_zone,
 )
+from tests.pgbouncer import ROUTES
 
 MIGRATE = """
 mutation Migrate($id: ID!, $project: ID) {
@@ -51,6 +54,11 @@ mutation Migrate($id: ID!, $project: ID) {
 REVERT = """
 mutation Revert($id: ID!) { revertMigration(input: {conversationId: $id}) { migration { id } } }
 """
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @dataclass
@@ -560,10 +568,8 @@ LEFTOVERS = text(
 
 
 @pytest.fixture
-async def one_connection(
-    server: Server, database: str, settings: Settings
-) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(server.database_url(database, "authenticator"), settings, pool_size=1)
+async def one_connection(gateway_url: URL, settings: Settings) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(gateway_url, settings, pool_size=1)
     yield eng
     await eng.dispose()
 

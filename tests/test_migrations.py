@@ -3,6 +3,8 @@ downgrades, and that they create only what is absent and drop only what they cre
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import asyncpg
@@ -81,7 +83,7 @@ TABLE_INDEXES_SQL = (
 ROW_HASH_SQL = "SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM {table} AS t"
 ROW_COUNT_SQL = "SELECT count(*) FROM {table}"
 
-HEAD = "0008_writes"
+HEAD = "0009_realtime"
 
 # DESIGN §2: shared reference tables, v1, the bridge, analytics ("name type", column order).
 SHARED_AND_V1_COLUMNS = {
@@ -557,3 +559,48 @@ async def test_unknown_revision_is_a_migration_error(server: Server, empty_datab
         migrate.downgrade(url, "0099_future")
     # and nothing was applied
     assert await migrate.current_revision(url) is None
+
+
+async def test_realtime_triggers_announce_v2_rows_and_go_with_their_downgrade(
+    server: Server, database: str, owner: asyncpg.Connection
+) -> None:
+    """0009_realtime: a v2 message and a moved last_message_at are announced on
+    ``mwplu_events`` at COMMIT (ids only); after its downgrade nothing is, and no trigger or
+    function of it is left."""
+    url = owner_url(server, database)
+    user = await make_user(owner)
+    conversation = await make_v2_conversation(owner, user)
+    heard: list[str] = []
+    listener = await server.connect(database)
+    await listener.add_listener("mwplu_events", lambda *args: heard.append(args[-1]))
+    try:
+        message = await insert(owner, "v2_messages", conversation_id=conversation, user_id=user,
+                               role="user", message="hello")
+        await owner.execute(
+            "UPDATE v2_conversations SET last_message_at = now() WHERE id = $1", conversation
+        )
+        for _ in range(100):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        announced = [json.loads(h) for h in heard]
+        assert [(a["k"], a["s"], a["id"]) for a in announced] == [
+            ("m", "v2", str(message)), ("c", "v2", str(conversation))]
+        assert announced[0]["c"] == str(conversation) and announced[0]["u"] == str(user)
+        assert set(announced[0]) == {"k", "s", "id", "c", "u", "at"}  # ids only, no text
+
+        migrate.downgrade(url, "0008_writes")
+        heard.clear()
+        await insert(owner, "v2_messages", conversation_id=conversation, user_id=user,
+                     role="user", message="unheard")
+        await asyncio.sleep(0.2)
+        assert heard == []
+        triggers = await owner.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'mwplu_announce%'"
+        )
+        assert triggers == 0
+        assert await owner.fetchval(FUNCTION_SQL, "public.mwplu_announce_v2_message()") is False
+        migrate.upgrade(url)
+        assert await owner.fetchval(FUNCTION_SQL, "public.mwplu_announce_v2_message()") is True
+    finally:
+        await listener.close()

@@ -1,6 +1,7 @@
 """The request transaction (``gateway.db.open_transaction`` / ``end_transaction``): begun with
 the viewer's settings in one round trip, ended by the gateway, and on a connection that is
-replaced when the server has dropped it."""
+replaced when the server has dropped it; directly and through PgBouncer in transaction mode
+(``route``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from gateway.db import (
     viewer_transaction,
 )
 from gateway.settings import Settings
+from tests.pgbouncer import ROUTES
 
 TRICKY = [
     "",
@@ -35,6 +37,11 @@ TRICKY = [
     '{"json": "with \\"quotes\\" and \\\\n"}',
     "$$dollar$$",
 ]
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.mark.parametrize("scs", ["on", "off"])

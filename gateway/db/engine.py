@@ -20,6 +20,13 @@ from gateway.settings import Settings
 
 SETUP_MARKER = "set_config('role'"
 
+# asyncpg's start-up packet asks for client_encoding 'utf-8', quotes included; the server takes
+# it and reports UTF8. PgBouncer compares a client's start-up value with the server
+# connection's as strings, so in transaction mode it sent SET client_encoding before every
+# transaction. Asking for the name the server reports (a later start-up parameter wins, at
+# the server and at PgBouncer) makes them equal. A URL's ``options`` may still override it.
+STARTUP_SETTINGS = {"client_encoding": "UTF8"}
+
 
 def create_engine(
     url: str | URL, settings: Settings, *, pool_size: int | None = None
@@ -27,6 +34,10 @@ def create_engine(
     connect_args: dict[str, Any] = {
         "command_timeout": settings.command_timeout_s,
         **urls.connect_args(url),
+    }
+    connect_args["server_settings"] = {
+        **STARTUP_SETTINGS,
+        **connect_args.get("server_settings", {}),
     }
     if settings.pgbouncer:
         # Transaction pooling cannot keep server-side prepared statements between transactions.

@@ -1,5 +1,5 @@
-"""The ASGI app: ``/graphql`` (GraphiQL in development, its assets under ``/graphiql/``),
-``/healthz`` and ``/readyz``.
+"""The ASGI app: ``/graphql`` (GraphiQL in development, its assets under ``/graphiql/``;
+subscriptions over WebSocket and Server-Sent Events), ``/healthz`` and ``/readyz``.
 
 request → media type (``Accept``) → body limit → parameters → auth → context (lazy transaction
 as the viewer) → schema → response. Every refusal is a GraphQL-shaped body with a code and the
@@ -24,10 +24,10 @@ from contextlib import asynccontextmanager
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway import tracing
-from gateway.db import create_engine
+from gateway.db import create_engine, replicas
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.graphiql import GraphiQLPage
 from gateway.http.health import (
@@ -39,7 +39,10 @@ from gateway.http.health import (
 from gateway.http.operation import OperationNameRequired
 from gateway.http.outcomes import metrics_endpoint
 from gateway.http.persisted import PersistedDocuments, load_manifest
+from gateway.http.read_your_writes import ReadYourWrites
+from gateway.http.subscriptions import SubscriptionsView
 from gateway.metrics import Metrics
+from gateway.realtime import Hub
 from gateway.settings import Settings
 from schema import build_schema
 from schema.errors import log_errors
@@ -80,8 +83,12 @@ def create_app(
         try:
             if settings.production:
                 await check_database_role(app.state.engine)
-            yield
+            # Read replicas (DESIGN §6): checked before the first request, then in the background.
+            async with replicas.attached(app.state.engine, settings):
+                yield
         finally:
+            if app.state.hub.sources is not None:
+                await app.state.hub.sources.stop()
             if owned:
                 await app.state.engine.dispose()
 
@@ -93,6 +100,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql.endpoint, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", SubscriptionsView(schema)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *(graphiql.routes() if graphiql is not None else ()),
@@ -102,5 +110,10 @@ def create_app(
     )
     if engine is not None:
         app.state.engine = engine
+    app.state.settings = settings
+    app.state.schema = schema
+    app.state.hub = Hub()  # this worker's subscriptions (DESIGN §10)
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
+    if settings.replicas.urls:
+        app.add_middleware(ReadYourWrites, settings=settings)
     return app

@@ -1,9 +1,14 @@
-"""ASGI entry point for process managers: ``uvicorn gateway.http.asgi:app`` (settings from the
-environment)."""
+"""ASGI entry point for process managers (settings from the environment)::
+
+    uvicorn gateway.http.asgi:app --http gateway.http.protocol:HeadBoundedProtocol
+
+``--http`` bounds each request's head (size, count, time: ``gateway.http.protocol``); without
+it uvicorn's own protocol reads heads of any size, and the app says so in one warning."""
 
 from gateway.http.app import create_app
+from gateway.http.protocol import warn_unless_head_bounded
 from gateway.http.runtime import tune_gc
 from gateway.settings import Settings
 
-app = create_app(Settings.from_env())
+app = warn_unless_head_bounded(create_app(Settings.from_env()))
 tune_gc()

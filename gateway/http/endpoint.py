@@ -42,6 +42,7 @@ from gateway.http.requests import (
     request_error_status,
     request_id_of,
 )
+from gateway.http.subscriptions import event_stream, wants_event_stream
 from gateway.settings import Settings
 from gateway.tracing import tracer
 
@@ -127,6 +128,10 @@ class GraphQLEndpoint:
             raw = loads_json(body)
             allowed = ALL_OPERATIONS
         params = parse_params(raw)
+        # graphql-sse: a subscription answered as a stream of events
+        streamed = wants_event_stream(request)
+        if streamed:
+            media = negotiate("application/json")
         if media is None:
             accept = request.headers.get("accept", "")
             log.info("request %s: refused: not acceptable %.100r", request_id, accept)
@@ -148,6 +153,9 @@ class GraphQLEndpoint:
             return error_response(exc, 400, {"x-request-id": request_id}, media)
         viewer = viewer_from_header(request.headers.get("authorization"), self.settings)
         request.state.role = viewer.role
+        if streamed:
+            request.state.page = True  # a stream, not one request: not logged as one
+            return await event_stream(request, request_id, params, viewer)
         return await self.execute(request, request_id, params, allowed, viewer, media)
 
     async def execute(

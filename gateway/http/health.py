@@ -1,9 +1,11 @@
-"""``/healthz`` (the process is up), ``/readyz`` (the database is reachable and migrated)
-and the production check that the database role cannot bypass row-level security."""
+"""``/healthz`` (the process is up), ``/readyz`` (the database is reachable and migrated;
+the read replicas' state as this worker last checked it) and the production check that the
+database role cannot bypass row-level security."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.db import create_engine, migrate
+from gateway.db.replicas import replicas_of
 from gateway.http.requests import JSONResponse
 from gateway.settings import Settings
 
@@ -48,7 +51,12 @@ async def readyz(request: Request) -> Response:
             },
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "revision": current})
+    body: dict[str, Any] = {"status": "ready", "revision": current}
+    replicas = replicas_of(engine)
+    if replicas is not None:
+        # Reported, not required: queries a replica cannot take go to the primary.
+        body["replicas"] = [replica.describe() for replica in replicas.replicas]
+    return JSONResponse(body)
 
 
 ROLE_CHECK = text(

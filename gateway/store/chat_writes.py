@@ -71,6 +71,14 @@ WITH {checks}, turn AS (
 SELECT checks.*, (SELECT m.id FROM m) FROM checks
 """
 
+# v1 tables get no trigger (DESIGN §10): a v1 message the gateway writes is announced by its
+# own statement, in the shape of v2's trigger (0009_realtime), delivered at COMMIT only.
+_V1_ANNOUNCE = (
+    "(SELECT pg_notify('mwplu_events', json_build_object('k', 'm', 's', 'v1', 'id', m.id, "
+    "'c', CAST(:conversation AS uuid), 'u', CAST(:user_id AS uuid), 'at', m.created_at)::text) "
+    "FROM m)"
+)
+
 _V1_INSERT = """
 WITH {checks}, turn AS (
   SELECT coalesce(max(conversation_turn), 0) + 1 AS n FROM chat_messages
@@ -89,7 +97,7 @@ WITH {checks}, turn AS (
   WHERE id = CAST(:conversation AS uuid) AND EXISTS (SELECT 1 FROM m)
   RETURNING id
 )
-SELECT checks.*, (SELECT m.id FROM m) FROM checks
+SELECT checks.*, (SELECT m.id FROM m), {announce} FROM checks
 """
 
 
@@ -118,6 +126,7 @@ _INSERTS = {
     source: sql.format(
         checks=_CHECKS.format(messages=STORE_TABLES[source][1], migrated=_MIGRATED[source]),
         proceed=_PROCEED,
+        announce=_V1_ANNOUNCE,
     )
     for source, sql in (("v1", _V1_INSERT), ("v2", _V2_INSERT))
 }
@@ -163,7 +172,7 @@ async def insert_message(
             "key": key,
         },
     )
-    first, reply_here, migrated_to, message_id = rows[0]
+    first, reply_here, migrated_to, message_id = rows[0][:4]
     return Inserted(
         first=(first[0], first[1]) if first else None,
         reply_here=reply_here,

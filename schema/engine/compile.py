@@ -413,6 +413,8 @@ class Compiler:
             root = FieldPlan(key, name, LEAF, non_null, nodes, root_type.name)
             if self.operation.operation == OperationType.MUTATION:
                 plan = roots.compile_mutation(self, root, field_def, details)
+            elif self.operation.operation == OperationType.SUBSCRIPTION:
+                plan = roots.compile_subscription(self, root, field_def, details)
             else:
                 plan = roots.compile_root(self, root, field_def, details)
             plan.writers = root_writers(root)

@@ -98,8 +98,8 @@ class ValueField:
     sub: ValuePlan | None = None
 
 
-# Root kinds
-NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME, MUTATION, ROWS = range(7)
+# Root kinds; EVENT: a subscription's field, its row given by each event (``Run.event``).
+NODES, LISTING, VIEWER, VALUE, ROOT_TYPENAME, MUTATION, ROWS, EVENT = range(8)
 
 
 @dataclass(eq=False)

@@ -29,6 +29,7 @@ from resolvers.conversations import to_store_filter as conversation_filter
 from resolvers.ids import cursor_uuid, decode_cursor, from_global_id, optional_id, time_keyset
 from schema.common import page_size
 from schema.engine.plan import (
+    EVENT,
     LISTING,
     MUTATION,
     NODES,
@@ -52,6 +53,7 @@ __all__ = [
     "ROOT_TYPENAME",
     "compile_mutation",
     "compile_root",
+    "compile_subscription",
     "fetch_listing",
     "fetch_rows",
     "fetch_value",
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 CONVERSATIONS = ["V1Conversation", "V2Conversation"]
+MESSAGES = ["V1Message", "V2Message"]
 RESEARCH = ["V1ResearchEntry", "V2ResearchEntry"]
 # The root fields of Query this module compiles (a test holds it equal to the schema's).
 ROOT_FIELDS = frozenset(
@@ -325,3 +328,26 @@ async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:
     row = await MUTATIONS[plan.field.name](run.context, plan.args["input"])
     (payload,) = plan.field.targets
     return payload, (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))
+
+
+# The root fields of Subscription: the types an event's row may have (DESIGN §10).
+SUBSCRIPTIONS = {"messageAdded": MESSAGES, "conversationActivity": CONVERSATIONS}
+
+
+def compile_subscription(
+    compiler: Compiler, root: FieldPlan, field_def: GraphQLField, details: FieldDetailsList
+) -> RootPlan:
+    """A subscription's field: the plan of the row each event names, read as the subscriber;
+    ``messageAdded``'s conversation id is checked here (a refused subscription reads nothing)."""
+    types = SUBSCRIPTIONS.get(root.name)
+    if types is None:
+        raise LookupError(f"Subscription.{root.name} has no plan")
+    plan = RootPlan(root, EVENT)
+    if root.name == "messageAdded":
+        given = compiler.arguments(field_def, details)["conversation_id"]
+        plan.args["conversation"] = compiler.checked(
+            lambda: chat.conversation_of(given), details
+        )
+    for type_name in types:
+        root.targets[type_name] = compiler.object_plan(type_name, details)
+    return plan

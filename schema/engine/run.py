@@ -27,6 +27,7 @@ from gateway.store.graph import ENTITIES, Page
 from loaders.rows import RowsById
 from schema.engine import roots
 from schema.engine.plan import (
+    EVENT,
     LISTING,
     MANY,
     MUTATION,
@@ -57,9 +58,13 @@ READ_TALLIES = {
 
 
 class Run:
-    def __init__(self, plan: OperationPlan, context: Context) -> None:
+    def __init__(
+        self, plan: OperationPlan, context: Context, event: tuple[str, UUID] | None = None
+    ) -> None:
         self.plan = plan
         self.context = context
+        # A subscription's event: the (type, id) of the row its field returns (EVENT).
+        self.event = event
         self.errors: list[GraphQLError] = []
         self._loaders: dict[str, RowsById] = {}
         self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
@@ -295,6 +300,10 @@ class Run:
             return await roots.fetch_value(self, root)
         if kind == ROWS:
             return await roots.fetch_rows(self, root)
+        if kind == EVENT:
+            assert self.event is not None
+            await self.load_keys([self.event])
+            return [(self.event[0], self.found(*self.event))]
         return None
 
     @staticmethod
@@ -310,7 +319,7 @@ class Run:
                 for t, row, _, _ in value.items
                 if t in targets
             ]
-        if root.kind in (NODES, ROWS):
+        if root.kind in (NODES, ROWS, EVENT):
             return [(f.targets[t], row) for t, row in value]
         if root.kind == VIEWER:
             return [(f.targets["Profile"], value)]
@@ -349,6 +358,10 @@ class Run:
                 return writers["Profile"](value, path, found, pages, self)
             except Propagate:
                 return None
+        if kind == EVENT:
+            # None: the subscriber cannot read the event's row (the event is not sent).
+            ((type_name, row),) = value
+            return None if row is None else writers[type_name](row, path, found, pages, self)
         if kind == MUTATION:
             payload, row = value
             return writers[payload](row, path, found, pages, self)

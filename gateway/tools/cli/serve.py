@@ -119,6 +119,8 @@ def run_server(
 
     import uvicorn
 
+    from gateway.http.protocol import PROTOCOL, head_bounded
+
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler
     # installed that becomes SystemExit here, so the embedded Postgres is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -128,15 +130,16 @@ def run_server(
     else:
         out.print(f"GraphQL endpoint: http://{host}:{port}/graphql", soft_wrap=True)
     if workers > 1 or reload:
-        # Worker processes build their own app from the environment.
+        # Worker processes build their own app, and their protocol its limits, from the
+        # environment.
         os.environ["DATABASE_URL"] = settings.database_url or ""
         os.environ["JWT_SECRET"] = settings.jwt_secret or ""
         uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
-                    log_level="info")
+                    log_level="info", http=PROTOCOL)
         return
     from gateway.http.app import create_app
     from gateway.http.runtime import tune_gc
 
     app = create_app(settings, graphiql_user=graphiql_user)
     tune_gc()
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", http=head_bounded(settings.limits))

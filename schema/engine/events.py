@@ -1,0 +1,214 @@
+"""Subscriptions through the engine (DESIGN §10): each event names a row, which is read as the
+subscriber with the subscription's selection, in a transaction of its own. A row the
+subscriber cannot read (RLS) is not sent.
+
+graphql-core calls a subscription field's resolver once for the source stream, then executes
+the selection once per event. Here the source stream does the reading (it must be able to drop
+an event), and the per-event execution only hands its result on
+(``schema.execution.EngineExecutionContext``).
+
+Subscribers of the same viewer waiting for the same event with the same document share one
+read: a user with the conversation open in ten tabs costs one transaction per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from graphql import GraphQLError, GraphQLObjectType
+from graphql.execution.collect_fields import collect_fields
+
+from gateway.auth import expires_at
+from gateway.context import Subscriber
+from gateway.errors import BadUserInput, ServiceUnavailable, Unauthenticated
+from gateway.realtime import Event, SlowConsumer, Subscription
+from gateway.realtime.sources import started
+from resolvers import subscriptions
+from schema.engine.cache import compile_operation
+from schema.engine.compile import CompileError
+from schema.engine.plan import OperationPlan
+from schema.engine.run import Run
+
+READY_S = 5.0  # how long a new subscription waits for LISTEN to be in place
+SHARE_S = 2.0  # how long a read event is kept for the same viewer's other subscriptions
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One event's response, read as the subscriber."""
+
+    data: dict[str, Any] | None
+    errors: list[GraphQLError]
+
+
+class EventSource:
+    """A subscription operation's executor, as its root field's resolver sees it
+    (``info.root_value``): how to compile the operation's plan."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+
+    def plan(self) -> OperationPlan:
+        executor = self.executor
+        root_type = executor.schema.subscription_type
+        assert isinstance(root_type, GraphQLObjectType)
+        fields = collect_fields(
+            executor.schema, executor.fragments, executor.variable_values, root_type,
+            executor.operation,
+        ).grouped_field_set
+        return compile_operation(
+            executor.schema, executor.fragments, executor.variable_values, executor.operation,
+            root_type, fields,
+        )
+
+
+_shared: dict[tuple[Any, ...], tuple[float, OperationPlan, asyncio.Future[Rendered | None]]] = {}
+
+
+async def read_event(
+    plan: OperationPlan, subscriber: Subscriber, key: tuple[str, UUID]
+) -> Rendered | None:
+    """The event's response as ``subscriber`` (None: it cannot read the row)."""
+    viewer = subscriber.viewer
+    share = (viewer.role, viewer.user_id, id(plan), key)
+    now = time.monotonic()
+    entry = _shared.get(share)
+    if entry is not None and entry[1] is plan and now - entry[0] < SHARE_S:
+        return await asyncio.shield(entry[2])
+    future: asyncio.Future[Rendered | None] = asyncio.get_running_loop().create_future()
+    _shared[share] = (now, plan, future)
+    for stale in [k for k, (at, _, _) in _shared.items() if now - at >= SHARE_S]:
+        del _shared[stale]
+    try:
+        result = await _read(plan, subscriber, key)
+    except BaseException as error:
+        _shared.pop(share, None)
+        if not future.done():
+            future.set_exception(error)
+            future.exception()  # retrieved: the waiters (if any) get it too
+        raise
+    future.set_result(result)
+    return result
+
+
+async def _read(
+    plan: OperationPlan, subscriber: Subscriber, key: tuple[str, UUID]
+) -> Rendered | None:
+    context = subscriber.event_context()
+    run = Run(plan, context, event=key)
+    try:
+        data = await run.execute()
+    finally:
+        run.release()
+        await context.finish(commit=False)
+    field = plan.roots[0].field
+    if data is not None and data.get(field.key) is None and not run.errors:
+        return None
+    return Rendered(data, run.errors)
+
+
+def _subscriber(info: Any) -> Subscriber:
+    subscriber = info.context
+    if not isinstance(subscriber, Subscriber):
+        raise BadUserInput(
+            "subscriptions are served over WebSocket (graphql-transport-ws) or "
+            "Server-Sent Events (graphql-sse) on /graphql"
+        )
+    return subscriber
+
+
+async def subscribe(info: Any) -> EventStream:
+    """The checked source stream of a subscription field (``info``: strawberry's). Checks
+    run before the stream starts, so a refusal is the subscription's error; from then on, its
+    events are kept for it."""
+    subscriber = _subscriber(info)
+    source: EventSource = info.root_value
+    try:
+        plan = source.plan()
+    except CompileError as refused:
+        raise refused.error from None
+    settings = subscriber.settings.realtime
+    if subscriber.subscriptions >= settings.max_subscriptions_per_connection:
+        raise BadUserInput(
+            f"at most {settings.max_subscriptions_per_connection} subscriptions per connection"
+        )
+    subscriber.subscriptions += 1
+    try:
+        root = plan.roots[0]
+        sources = started(subscriber.hub, subscriber.engine, subscriber.settings)
+        if not await sources.ready(READY_S):
+            raise ServiceUnavailable("events cannot be received now: try again shortly")
+        if root.field.name == "messageAdded":
+            store, conversation = root.args["conversation"]
+            since = await subscriptions.start_messages(subscriber, store, conversation)
+            wanted: dict[str, Any] = {"conversation": (store, conversation)}
+            noun = "Message"
+        else:
+            user, since = await subscriptions.start_activity(subscriber)
+            wanted = {"user_id": user}
+            noun = "Conversation"
+        subscription = subscriber.hub.subscribe(
+            settings.queue_size, subscriber.overflowed, since=since, **wanted
+        )
+    except BaseException:
+        subscriber.subscriptions -= 1
+        raise
+    return EventStream(plan, subscriber, subscription, noun)
+
+
+class EventStream:
+    """A subscription's events, each read as the subscriber (those it cannot read are left
+    out). Ends with ``UNAUTHENTICATED`` when the token expires, ``SERVICE_UNAVAILABLE`` when
+    the subscriber fell too far behind; ``aclose`` unsubscribes (also when never started)."""
+
+    def __init__(
+        self, plan: OperationPlan, subscriber: Subscriber, subscription: Subscription, noun: str
+    ) -> None:
+        self.plan = plan
+        self.subscriber = subscriber
+        self.subscription = subscription
+        self.noun = noun
+        self.expires = expires_at(subscriber.viewer)
+        self.closed = False
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Rendered:
+        if self.closed:
+            raise StopAsyncIteration
+        try:
+            while True:
+                event = await self._next_event()
+                key = (f"{event.source.upper()}{self.noun}", event.id)
+                rendered = await read_event(self.plan, self.subscriber, key)
+                if rendered is not None:
+                    return rendered
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _next_event(self) -> Event:
+        queue_size = self.subscriber.settings.realtime.queue_size
+        wait = None if self.expires is None else self.expires - time.time()
+        try:
+            if wait is not None and wait <= 0:
+                raise TimeoutError
+            return await self.subscription.next(wait)
+        except TimeoutError:
+            raise Unauthenticated("the token expired: the subscription ended") from None
+        except SlowConsumer:
+            raise ServiceUnavailable(
+                f"the subscription fell more than {queue_size} events behind and was ended: "
+                "subscribe again"
+            ) from None
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.subscriber.hub.unsubscribe(self.subscription)
+            self.subscriber.subscriptions -= 1

@@ -1,0 +1,469 @@
+"""Subscriptions (DESIGN §10) end to end: the gateway served by uvicorn on 127.0.0.1, a real
+WebSocket client speaking graphql-transport-ws, an SSE client, rows written by SQL straight into
+the stores (as the v1 and v2 applications would) and through ``postMessage``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import pytest
+import websockets
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from gateway.auth import issue_token
+from gateway.db import create_engine, migrate
+from gateway.http.app import create_app
+from gateway.settings import Realtime, Settings
+from gateway.tools.embedded import EmbeddedPostgres
+from tests.conftest import JWT_SECRET, render
+from tests.factories import insert, make_user, make_v1_conversation, make_v2_conversation
+from tests.graphql import gid
+from tests.test_migration_faults import owner_connection, postmaster_pid, restart
+
+MESSAGE_ADDED = """
+subscription ($id: ID!) {
+  messageAdded(conversationId: $id) { __typename id text source conversationTurn }
+}"""
+ACTIVITY = "subscription { conversationActivity { __typename id title lastMessageAt } }"
+POST = """
+mutation ($input: PostMessageInput!) { postMessage(input: $input) { message { id } } }"""
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return replace(settings, realtime=Realtime(v1_poll_s=0.2))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Starlette]:
+    """The app on a free port (``app.state.url``), lifespan on (it stops the hub's sources)."""
+    import uvicorn
+
+    app = create_app(settings, engine=engine)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(1000):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
+        app.state.url = f"127.0.0.1:{port}/graphql"
+        yield app
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def token(settings: Settings, user: UUID | str, role: str = "authenticated", **kw: Any) -> str:
+    return issue_token(settings, str(user), role=role, **kw)
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+class Socket:
+    """A graphql-transport-ws client."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, app: Starlette, bearer: str | None, *, header: str | None = None
+    ) -> AsyncIterator[Socket]:
+        headers = {"Authorization": f"Bearer {header}"} if header else None
+        async with websockets.connect(
+            f"ws://{app.state.url}", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            additional_headers=headers,
+        ) as ws:
+            payload = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+            await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+            yield cls(ws)
+
+    async def acked(self) -> Socket:
+        assert json.loads(await asyncio.wait_for(self.ws.recv(), 5)) == {"type": "connection_ack"}
+        return self
+
+    async def subscribe(self, sid: str, query: str, **variables: Any) -> None:
+        await self.ws.send(json.dumps(
+            {"id": sid, "type": "subscribe", "payload": {"query": query, "variables": variables}}
+        ))
+
+    async def message(self, within: float = 5.0) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), within))  # type: ignore[no-any-return]
+
+    async def nothing(self, within: float = 0.5) -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(self.ws.recv(), within)
+
+
+def watching(app: Starlette, source: str, conversation: UUID) -> Callable[[], bool]:
+    return lambda: (source, conversation) in app.state.hub.messages
+
+
+async def post(app: Starlette, bearer: str, conversation: str, text: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"http://{app.state.url}",
+            json={"query": POST, "variables": {"input": {"conversationId": conversation,
+                                                          "text": text}}},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body
+
+
+async def add_v2_message(owner: asyncpg.Connection, conversation: UUID, user: UUID,
+                         text: str) -> UUID:
+    return await insert(owner, "v2_messages", conversation_id=conversation, user_id=user,
+                        role="user", message=text)
+
+
+async def add_v1_message(owner: asyncpg.Connection, conversation: UUID, user: UUID,
+                         text: str) -> UUID:
+    """As the v1 application writes: the message, and the conversation's last_message_at."""
+    async with owner.transaction():
+        message = await insert(owner, "chat_messages", conversation_id=conversation,
+                               user_id=user, role="user", message=text)
+        await owner.execute(
+            "UPDATE chat_conversations SET last_message_at = now() WHERE id = $1", conversation
+        )
+    return message
+
+
+async def test_every_writer_reaches_the_owner_once_in_order(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """v2 rows by SQL (the trigger), postMessage, v1 rows by SQL (the poll) and postMessage
+    into v1 (announced by its own statement, and found again by the poll: sent once)."""
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    v1 = await make_v1_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, Socket.open(app, bearer) as socket:
+        await socket.acked()
+        await socket.subscribe("v2", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await socket.subscribe("v1", MESSAGE_ADDED, id=gid("V1Conversation", v1))
+        await until(watching(app, "v2", v2))
+        await until(watching(app, "v1", v1))
+
+        received: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
+
+        async def receive(count: int) -> None:
+            while len(received["v1"]) + len(received["v2"]) < count:
+                message = await socket.message()
+                assert message["type"] == "next", message
+                received[message["id"]].append(message["payload"]["data"]["messageAdded"])
+
+        by_sql = await add_v2_message(owner, v2, user, "by SQL")
+        await post(app, bearer, gid("V2Conversation", v2), "by postMessage")
+        await add_v1_message(owner, v1, user, "v1 by SQL")
+        # (the poll finds it within GATEWAY_V1_POLL_S: a message the gateway wrote meanwhile
+        # would be sent first)
+        await receive(3)
+        await post(app, bearer, gid("V1Conversation", v1), "v1 by postMessage")
+        await receive(4)
+        assert [m["text"] for m in received["v2"]] == ["by SQL", "by postMessage"]
+        assert received["v2"][0] == {"__typename": "V2Message", "id": gid("V2Message", by_sql),
+                                     "text": "by SQL", "source": "V2", "conversationTurn": None}
+        assert [m["text"] for m in received["v1"]] == ["v1 by SQL", "v1 by postMessage"]
+        assert {m["__typename"] for m in received["v1"]} == {"V1Message"}
+        # the v1 poll finds the posted message again: it is not sent twice
+        await asyncio.sleep(4 * settings.realtime.v1_poll_s)
+        await socket.nothing()
+
+
+async def test_another_user_never_receives_them_an_admin_does(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    settings = replace(settings, realtime=Realtime(v1_poll_s=0.2, queue_size=2000))
+    user, other = await make_user(owner), await make_user(owner, "Léa Petit")
+    admin = await make_user(owner, "Ada Admin", is_admin=True)
+    mine = await make_v2_conversation(owner, user)
+    theirs = await make_v2_conversation(owner, other)
+    async with serving(settings, engine) as app, \
+            Socket.open(app, token(settings, other)) as spy, \
+            Socket.open(app, token(settings, admin)) as watcher:
+        await spy.acked()
+        await watcher.acked()
+        # the other user cannot subscribe to the conversation: NOT_FOUND, nothing sent after
+        await spy.subscribe("peek", MESSAGE_ADDED, id=gid("V2Conversation", mine))
+        refused = await spy.message()
+        assert refused["type"] == "error", refused
+        assert refused["payload"][0]["extensions"]["code"] == "NOT_FOUND"
+        await spy.subscribe("own", MESSAGE_ADDED, id=gid("V2Conversation", theirs))
+        await spy.subscribe("activity", ACTIVITY)
+        await watcher.subscribe("admin", MESSAGE_ADDED, id=gid("V2Conversation", mine))
+        await until(lambda: len(app.state.hub.activity) == 1)
+        await until(watching(app, "v2", mine))
+        await until(watching(app, "v2", theirs))
+
+        await owner.executemany(
+            "INSERT INTO v2_messages (conversation_id, user_id, role, message) "
+            "VALUES ($1, $2, 'user', $3)",
+            [(mine, user, f"private {i}") for i in range(1000)],
+        )
+        texts = []
+        while len(texts) < 1000:
+            message = await watcher.message()
+            texts.append(message["payload"]["data"]["messageAdded"]["text"])
+        assert texts == [f"private {i}" for i in range(1000)]  # the admin: all, in order
+        await spy.nothing(1.0)  # 1,000 events, none leaked
+
+
+async def test_a_rolled_back_write_sends_nothing(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(watching(app, "v2", v2))
+        transaction = owner.transaction()
+        await transaction.start()
+        await add_v2_message(owner, v2, user, "rolled back")
+        await transaction.rollback()
+        await add_v2_message(owner, v2, user, "committed")
+        first = await s.message()
+        assert first["payload"]["data"]["messageAdded"]["text"] == "committed"
+        await s.nothing()
+
+
+async def test_conversation_activity_is_the_viewers_own(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user, other = await make_user(owner), await make_user(owner, "Léa Petit")
+    v2 = await make_v2_conversation(owner, user, title="Mine")
+    v1 = await make_v1_conversation(owner, user)
+    theirs = await make_v2_conversation(owner, other, title="Theirs")
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("a", ACTIVITY)
+        await until(lambda: len(app.state.hub.activity) == 1)
+        await add_v2_message(owner, theirs, other, "not mine")
+        await owner.execute("UPDATE v2_conversations SET last_message_at = now() WHERE id = $1",
+                            theirs)
+        await owner.execute("UPDATE v2_conversations SET last_message_at = now() WHERE id = $1",
+                            v2)
+        moved = (await s.message())["payload"]["data"]["conversationActivity"]
+        assert (moved["__typename"], moved["id"], moved["title"]) == (
+            "V2Conversation", gid("V2Conversation", v2), "Mine")
+        await add_v1_message(owner, v1, user, "v1 moves too")
+        moved = (await s.message())["payload"]["data"]["conversationActivity"]
+        assert moved["id"] == gid("V1Conversation", v1)
+        await s.nothing()
+
+
+async def test_refusals(settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app:
+        # a bad token closes the socket with 4401
+        async with Socket.open(app, "not-a-token") as s:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await s.message()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        # the token may come in the upgrade request's header instead
+        async with Socket.open(app, None, header=token(settings, user)) as s:
+            await s.acked()
+            # a malformed id and an id of another type: BAD_USER_INPUT, no subscription
+            await s.subscribe("bad", MESSAGE_ADDED, id="bm9wZQ==")
+            assert (await s.message())["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            await s.subscribe("type", MESSAGE_ADDED, id=gid("Project", uuid4()))
+            assert (await s.message())["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            # an anonymous viewer has no activity to follow
+        async with Socket.open(app, None) as s:
+            await s.acked()
+            await s.subscribe("anon", ACTIVITY)
+            assert (await s.message())["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            await s.subscribe("anon2", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+            assert (await s.message())["payload"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert not app.state.hub.messages and not app.state.hub.activity
+
+
+async def test_limits_per_connection_and_per_viewer(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    settings = replace(settings, realtime=Realtime(
+        v1_poll_s=0.2, max_subscriptions_per_connection=2, max_connections_per_viewer=2))
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, \
+            Socket.open(app, bearer) as first, Socket.open(app, bearer) as second:
+        await first.acked()
+        await second.acked()
+        for sid in ("1", "2", "3"):
+            await first.subscribe(sid, MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        refused = await first.message()
+        assert refused["id"] == "3" and refused["type"] == "error"
+        assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "at most 2 subscriptions" in refused["payload"][0]["message"]
+        async with Socket.open(app, bearer) as third:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await third.message()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+            assert "too many connections" in closed.value.rcvd.reason
+
+
+async def test_a_slow_consumer_is_closed_with_4429(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    settings = replace(settings, realtime=Realtime(v1_poll_s=0.2, queue_size=5))
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(watching(app, "v2", v2))
+        await owner.executemany(
+            "INSERT INTO v2_messages (conversation_id, user_id, role, message) "
+            "VALUES ($1, $2, 'user', $3)",
+            [(v2, user, "x" * 1000) for _ in range(200)],
+        )
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await s.message()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        await until(lambda: not app.state.hub.messages)  # its subscription is gone
+
+
+async def test_the_subscription_ends_when_the_token_expires(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    # accepted for about two more seconds (exp is 28 s ago; the leeway is 30 s)
+    short = token(settings, user, ttl_s=-28)
+    async with serving(settings, engine) as app, Socket.open(app, short) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        ended = await s.message(within=10)
+        assert ended["type"] == "next"
+        assert ended["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert (await s.message()) == {"id": "1", "type": "complete"}
+
+
+async def test_events_survive_a_lost_listen_connection(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """The LISTEN backend is killed; a message written before it is back is read once it is
+    (the catch-up), one written after arrives as usual."""
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(watching(app, "v2", v2))
+        sources = app.state.hub.sources
+        assert await owner.fetchval("SELECT pg_terminate_backend($1)", sources.backend_pid)
+        await add_v2_message(owner, v2, user, "while away")
+        await until(lambda: sources.reconnections >= 1 and sources.listening.is_set())
+        await add_v2_message(owner, v2, user, "after")
+        texts = [(await s.message())["payload"]["data"]["messageAdded"]["text"] for _ in "ab"]
+        assert texts == ["while away", "after"]
+        await s.nothing()
+
+
+async def test_server_sent_events(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, httpx.AsyncClient(timeout=10) as http:
+        async with http.stream(
+            "POST", f"http://{app.state.url}",
+            json={"query": MESSAGE_ADDED, "variables": {"id": gid("V2Conversation", v2)}},
+            headers={"Accept": "text/event-stream",
+                     "Authorization": f"Bearer {token(settings, user)}"},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            await until(watching(app, "v2", v2))
+            await add_v2_message(owner, v2, user, "over SSE")
+            lines = response.aiter_lines()
+            event = await asyncio.wait_for(anext(lines), 5)
+            data = await asyncio.wait_for(anext(lines), 5)
+        assert event == "event: next"
+        payload = json.loads(data.removeprefix("data: "))
+        assert payload["data"]["messageAdded"]["text"] == "over SSE"
+        await until(lambda: not app.state.hub.messages)  # the client left: unsubscribed
+        # refused before it starts: one next event with the error, then complete
+        response = await http.post(
+            f"http://{app.state.url}",
+            json={"query": MESSAGE_ADDED, "variables": {"id": gid("V2Conversation", uuid4())}},
+            headers={"Accept": "text/event-stream",
+                     "Authorization": f"Bearer {token(settings, user)}"},
+        )
+        assert "NOT_FOUND" in response.text and "event: complete" in response.text
+
+
+async def test_subscriptions_survive_a_postgresql_restart(tmp_path: Path) -> None:
+    """A dedicated server (the shared one serves other tests) is killed and started again
+    while a subscription is open: the worker listens again and the next message arrives."""
+    embedded = await asyncio.to_thread(EmbeddedPostgres(tmp_path).start)
+    engine: AsyncEngine | None = None
+    try:
+        url = embedded.url()
+        await asyncio.to_thread(migrate.upgrade, render(url))
+        conn = await owner_connection(url)
+        try:
+            user = await make_user(conn)
+            v2 = await make_v2_conversation(conn, user)
+        finally:
+            await conn.close()
+        settings = Settings(jwt_secret=JWT_SECRET, env="test", realtime=Realtime(v1_poll_s=0.2))
+        engine = create_engine(embedded.url(user="authenticator"), settings, pool_size=2)
+        async with serving(settings, engine) as app, \
+                Socket.open(app, token(settings, user)) as s:
+            await s.acked()
+            await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+            await until(watching(app, "v2", v2))
+            sources = app.state.hub.sources
+            killed = postmaster_pid(embedded)
+            os.kill(killed, signal.SIGKILL)
+            await until(lambda: not sources.listening.is_set())
+            await asyncio.to_thread(restart, embedded, killed)
+            await until(sources.listening.is_set, within=30)
+            conn = await owner_connection(url)
+            try:
+                await add_v2_message(conn, v2, user, "after the restart")
+            finally:
+                await conn.close()
+            received = await s.message(within=10)
+            assert received["payload"]["data"]["messageAdded"]["text"] == "after the restart"
+    finally:
+        if engine is not None:
+            await engine.dispose()
+        await asyncio.to_thread(embedded.stop)
