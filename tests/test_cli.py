@@ -19,6 +19,7 @@ import pytest
 
 from gateway.db import migrate
 from tests.conftest import Server, render
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-0123456789-0123456789-0123456789"
@@ -61,12 +62,6 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -46,6 +45,7 @@ from gateway.http.graphiql import (
 from gateway.settings import Settings
 from gateway.tools.demo_content import DEMO_USER_ID
 from tests.conftest import JWT_SECRET, Server, render
+from tests.serving import served
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT = Settings(jwt_secret=JWT_SECRET, env="development")
@@ -260,12 +260,6 @@ def test_the_start_up_line_claims_graphiql_only_when_it_is_on(
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class DevTools:
     """A minimal Chrome DevTools Protocol client over one target's websocket."""
 
@@ -402,24 +396,8 @@ async def chromium(profile: Path) -> AsyncIterator[DevTools]:
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, engine: AsyncEngine, **kwargs: Any) -> AsyncIterator[str]:
     """The app on a free 127.0.0.1 port, in this event loop; yields its base URL."""
-    import uvicorn
-
-    app = create_app(settings, engine=engine, **kwargs)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started
+    async with served(create_app(settings, engine=engine, **kwargs)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 EDITOR_VALUE = """(() => {{

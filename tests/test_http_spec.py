@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from gateway.http.app import create_app
 from gateway.http.media import APPLICATION_JSON, GRAPHQL_RESPONSE_JSON, MediaType, negotiate
 from gateway.settings import Settings
 from tests.conftest import Server, bearer, create_database, drop_database
+from tests.serving import served
 
 GRJ = "application/graphql-response+json"
 JSON = "application/json"
@@ -392,33 +392,11 @@ async def test_a_mutation_over_get_is_405_with_allow_post(
 # --- graphql-http's audits ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
     """The app on a free 127.0.0.1 port, in this event loop; yields its /graphql URL."""
-    import uvicorn
-
-    app = create_app(settings, engine=engine)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started
+    async with served(create_app(settings, engine=engine)) as port:
         yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture(scope="module")

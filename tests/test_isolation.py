@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +42,7 @@ from tests.factories import (
     make_zone,
 )
 from tests.pgbouncer import ROUTES
+from tests.serving import free_port
 
 MIGRATE = """
 mutation Migrate($id: ID!, $project: ID) {
@@ -760,12 +760,6 @@ async def test_a_turn_not_given_within_the_pool_timeout_is_the_pool_error() -> N
     # the waiter that gave up holds nothing: the next turn is immediate
     again = await asyncio.wait_for(gate.turn(), 1)
     again()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_a_client_that_disconnects_mid_transaction_leaves_a_clean_pool(

@@ -22,8 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,9 @@ import httpx
 import orjson
 import psutil
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.applications import Starlette
 
 from gateway.db import create_engine, migrate
 from gateway.http.app import create_app
@@ -45,6 +42,7 @@ from gateway.tools.embedded import EmbeddedPostgres
 from resolvers.ids import to_global_id
 from tests.conftest import JWT_SECRET, bearer, render
 from tests.factories import at, make_document, make_user
+from tests.serving import served
 
 MIGRATE = """
 mutation Migrate($id: ID!) {
@@ -244,31 +242,6 @@ async def migrate_rest(
 # --- 1. the client hangs up ----------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[int]:
-    """The app under uvicorn on 127.0.0.1 (a free port), in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises why it could not start
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
-
-
 async def hang_up(port: int, user: uuid.UUID, v1: uuid.UUID, delay: float, *, reset: bool) -> bool:
     """Send a complete migrateConversation POST, wait up to ``delay`` seconds and close the
     socket (with a FIN, or a RST when ``reset``); whether the answer had begun to arrive."""
@@ -308,7 +281,7 @@ async def test_client_disconnect_during_migration_is_all_or_nothing(
     app = create_app(settings, engine=engine)
     rng = random.Random()
     started = time.monotonic()
-    async with serving(app) as port:
+    async with served(app, lifespan="on") as port:
         # when each conversation's migration is abandoned 0-50 ms after it was sent
         early = 0
         for n, (user, v1) in enumerate(conversations):

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -25,13 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from gateway.auth import issue_token
-from gateway.db import create_engine, migrate
+from gateway.db import StatementCounter, create_engine, migrate
 from gateway.http.app import create_app
 from gateway.settings import Realtime, Settings
 from gateway.tools.embedded import EmbeddedPostgres
+from schema.engine.events import SHARE_S
 from tests.conftest import JWT_SECRET, render
 from tests.factories import insert, make_user, make_v1_conversation, make_v2_conversation
 from tests.graphql import gid
+from tests.serving import served
 from tests.test_migration_faults import owner_connection, postmaster_pid, restart
 
 MESSAGE_ADDED = """
@@ -48,34 +49,13 @@ def settings(settings: Settings) -> Settings:
     return replace(settings, realtime=Realtime(v1_poll_s=0.2))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Starlette]:
     """The app on a free port (``app.state.url``), lifespan on (it stops the hub's sources)."""
-    import uvicorn
-
     app = create_app(settings, engine=engine)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started
+    async with served(app, lifespan="on") as port:
         app.state.url = f"127.0.0.1:{port}/graphql"
         yield app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 def token(settings: Settings, user: UUID | str, role: str = "authenticated", **kw: Any) -> str:
@@ -467,3 +447,37 @@ async def test_subscriptions_survive_a_postgresql_restart(tmp_path: Path) -> Non
         if engine is not None:
             await engine.dispose()
         await asyncio.to_thread(embedded.stop)
+
+
+async def test_one_read_per_event_for_the_same_viewers_subscribers(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection,
+    statements: StatementCounter,
+) -> None:
+    """Three tabs of one user, one message: one transaction (its set-up and one SELECT) for
+    the three; another viewer's subscription (an admin) reads apart."""
+    user = await make_user(owner)
+    admin = await make_user(owner, "Ada Admin", is_admin=True)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, contextlib.AsyncExitStack() as stack:
+        tabs = [await stack.enter_async_context(Socket.open(app, bearer)) for _ in range(3)]
+        for tab in tabs:
+            await tab.acked()
+            await tab.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(lambda: len(app.state.hub.messages.get(("v2", v2), ())) == 3)
+        statements.reset()
+        await add_v2_message(owner, v2, user, "once")
+        for tab in tabs:
+            assert (await tab.message())["payload"]["data"]["messageAdded"]["text"] == "once"
+        assert (statements.total, statements.reads) == (2, 1)
+
+        watcher = await stack.enter_async_context(Socket.open(app, token(settings, admin)))
+        await watcher.acked()
+        await watcher.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(lambda: len(app.state.hub.messages.get(("v2", v2), ())) == 4)
+        await asyncio.sleep(SHARE_S)  # the first message's shared read has expired
+        statements.reset()
+        await add_v2_message(owner, v2, user, "twice")
+        for tab in [*tabs, watcher]:
+            assert (await tab.message())["payload"]["data"]["messageAdded"]["text"] == "twice"
+        assert (statements.total, statements.reads) == (4, 2)
