@@ -1,5 +1,6 @@
 """Database access: URLs and engines (``engine``), one request's connection (``connection``),
-the viewer's transaction (``transactions``) and the Alembic revisions (``migrate``,
+the viewer's transaction (``transactions``), read replicas (``replicas``, with the
+read-your-writes token in ``read_your_writes``) and the Alembic revisions (``migrate``,
 ``migrations/``).
 
 The request boundary owns the transaction: ``open_transaction`` begins it as the viewer and

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -66,7 +67,9 @@ class EventSource:
         )
 
 
-_shared: dict[tuple[Any, ...], tuple[float, OperationPlan, asyncio.Future[Rendered | None]]] = {}
+# Reads by (viewer, plan, event), oldest first; each kept SHARE_S seconds.
+_shared: OrderedDict[tuple[Any, ...], tuple[float, OperationPlan, asyncio.Future[Rendered | None]]]
+_shared = OrderedDict()
 
 
 async def read_event(
@@ -79,10 +82,11 @@ async def read_event(
     entry = _shared.get(share)
     if entry is not None and entry[1] is plan and now - entry[0] < SHARE_S:
         return await asyncio.shield(entry[2])
+    while _shared and now - next(iter(_shared.values()))[0] >= SHARE_S:
+        _shared.popitem(last=False)
     future: asyncio.Future[Rendered | None] = asyncio.get_running_loop().create_future()
     _shared[share] = (now, plan, future)
-    for stale in [k for k, (at, _, _) in _shared.items() if now - at >= SHARE_S]:
-        del _shared[stale]
+    _shared.move_to_end(share)
     try:
         result = await _read(plan, subscriber, key)
     except BaseException as error:
