@@ -111,7 +111,9 @@ async def test_one_json_log_line_per_request_without_the_token(
         "role": "authenticated", "statements": 2,
     }
     assert first["duration_ms"] > 0
+    assert first["database"] == "primary"  # no replica configured
     assert refused["outcome"] == "BAD_USER_INPUT" and refused["statements"] == 0
+    assert refused["database"] is None  # no transaction
     assert unauthenticated["status"] == 401 and unauthenticated["outcome"] == "UNAUTHENTICATED"
     token = headers["Authorization"].split()[1]
     assert all(token not in r.getMessage() for r in caplog.records)

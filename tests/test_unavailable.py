@@ -77,3 +77,17 @@ async def test_a_commit_the_database_does_not_confirm_is_503(
     assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert error["extensions"].get("outcome") == outcome
     assert await owner.fetchval("SELECT count(*) FROM v2_projects") == 0
+
+
+def test_a_statement_a_replica_cancelled_for_recovery_is_unavailable() -> None:
+    """'canceling statement due to conflict with recovery' (40001): retried later, not a bug."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    from gateway.db.failures import unavailable
+
+    conflict = asyncpg.exceptions.SerializationError(
+        "canceling statement due to conflict with recovery"
+    )
+    assert unavailable(DBAPIError("SELECT 1", {}, conflict))
+    assert not unavailable(DBAPIError("SELECT 1", {}, asyncpg.exceptions.DataError("bad")))

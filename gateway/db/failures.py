@@ -8,8 +8,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # SQLSTATEs of a server that cannot take the work now: too many connections, out of memory
-# or disk, shutting down, starting up.
-UNAVAILABLE_SQLSTATES = frozenset({"53300", "53200", "53100", "57P01", "57P02", "57P03"})
+# or disk, shutting down, starting up; and a statement a replica cancelled because replay
+# needed what it read ("conflict with recovery", 40001: nothing was done, a retry works).
+UNAVAILABLE_SQLSTATES = frozenset(
+    {"53300", "53200", "53100", "57P01", "57P02", "57P03", "40001"}
+)
 _DRIVER = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,

@@ -81,6 +81,8 @@ def record(
         "duration_ms": round(seconds * 1000, 2),
         "statements": statements,
         "role": getattr(request.state, "role", None),
+        # where its transaction ran: "primary" or a replica's name (DESIGN §6)
+        "database": context.target if context is not None and context.statements else None,
     }).decode())
     if span is not None and span.is_recording():
         span.set_attributes({
