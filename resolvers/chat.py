@@ -2,9 +2,10 @@
 conversation lives (DESIGN §9).
 
 Each runs in the request's one transaction. v2 rows are written as the viewer (RLS decides);
-v1 tables and analytics have no write policy for users, so the resolver checks the viewer's
-rights first and writes those rows as the service role, then switches back to the viewer for the
-payload, as the migration does.
+v1 tables have no write policy for users, so the resolver checks the viewer's rights first and
+writes those rows as the service role, then switches back to the viewer for the payload, as the
+migration does. The analytics event is written by the message's own statement, through
+``mwplu_private.record_chat_event`` (it checks the conversation is the caller's).
 """
 
 from __future__ import annotations
@@ -112,27 +113,23 @@ async def post(
     inserted = await store.insert_message(db, source, store.NewMessage(
         conversation_id=conversation_id, user_id=owner, role=role, text=text,
         documents=tuple(documents), reply_to=reply_to, message_type=message_type, model=model,
+        tokens_total=tokens_total, cost_total=cost_total,
     ), owner=acting, key=key)
     if inserted.migrated_to is not None:
         raise Conflict(
             "this v1 conversation was migrated to v2 and is read-only; post to its copy",
             v2ConversationId=to_global_id("V2Conversation", inserted.migrated_to),
         )
+    event_id: UUID | None
     if inserted.first is not None:
         message_id, event_id = inserted.first
     else:
         if inserted.message_id is None:  # the reply's target is not in the conversation
             raise BadUserInput("replyToId must be a message of the same conversation")
-        message_id = inserted.message_id
+        message_id, event_id = inserted.message_id, inserted.event_id
         context.writes[("messages", source)] += 1
-        if source == "v2":
-            await as_service(context)
-        event_id = await store.insert_event(db, store.NewEvent(
-            source=source, conversation_id=conversation_id, message_id=message_id,
-            user_id=owner, document_id=documents[0] if documents else None,
-            model=model, tokens_total=tokens_total, cost_total=cost_total,
-        ), owner=acting, key=key)
-    await as_viewer(context)
+    if source == "v1":
+        await as_viewer(context)
     return {"source": source, "conversation_id": conversation_id, "message_id": message_id,
             "event_id": event_id}
 

@@ -83,7 +83,7 @@ TABLE_INDEXES_SQL = (
 ROW_HASH_SQL = "SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM {table} AS t"
 ROW_COUNT_SQL = "SELECT count(*) FROM {table}"
 
-HEAD = "0009_realtime"
+HEAD = "0010_event_function"
 
 # DESIGN §2: shared reference tables, v1, the bridge, analytics ("name type", column order).
 SHARED_AND_V1_COLUMNS = {
@@ -561,7 +561,7 @@ async def test_unknown_revision_is_a_migration_error(server: Server, empty_datab
     assert await migrate.current_revision(url) is None
 
 
-async def test_realtime_triggers_announce_v2_rows_and_go_with_their_downgrade(
+async def test_realtime_triggers_announce_v2_rows_and_go_with_their_downgrade(  # and 0010's
     server: Server, database: str, owner: asyncpg.Connection
 ) -> None:
     """0009_realtime: a v2 message and a moved last_message_at are announced on
@@ -600,7 +600,10 @@ async def test_realtime_triggers_announce_v2_rows_and_go_with_their_downgrade(
         )
         assert triggers == 0
         assert await owner.fetchval(FUNCTION_SQL, "public.mwplu_announce_v2_message()") is False
+        # 0010_event_function went first: its schema and function too
+        assert await owner.fetchval(SCHEMA_EXISTS_SQL, "mwplu_private") == 0
         migrate.upgrade(url)
+        assert await owner.fetchval(SCHEMA_EXISTS_SQL, "mwplu_private") == 1
         assert await owner.fetchval(FUNCTION_SQL, "public.mwplu_announce_v2_message()") is True
     finally:
         await listener.close()

@@ -5,6 +5,7 @@ nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -426,10 +427,15 @@ async def test_a_failure_after_the_message_insert_leaves_nothing(
     conversation = await make_v2_conversation(owner, people["user"], messages=2)
     before = await snapshot(owner)
 
-    async def broken(*_: Any, **__: Any) -> uuid.UUID:
+    written = chat_writes.insert_message
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        # after the statement that wrote the message, its event and the conversation's count
+        inserted = await written(*args, **kwargs)
+        assert inserted.message_id is not None and inserted.event_id is not None
         raise RuntimeError("analytics is down")
 
-    monkeypatch.setattr(chat_writes, "insert_event", broken)
+    monkeypatch.setattr(chat_writes, "insert_message", broken)
     body = await gql(client, POST, post_input(gid("V2Conversation", conversation)),
                      user=people["user"])
     assert codes(body) == ["INTERNAL"] and "analytics" not in str(body)
@@ -476,11 +482,46 @@ async def test_a_post_costs_a_fixed_number_of_statements(
     client: httpx.AsyncClient, people: dict[str, uuid.UUID], owner: asyncpg.Connection,
     statements: Any,
 ) -> None:
-    """Lock, the checked insert, event and the payload's three types (6), plus the
-    set-up and the two role switches around the event, whatever the conversation holds."""
+    """Lock, the checked insert (which also writes the event: no role switch around it) and
+    the payload's three types (5), plus the set-up, whatever the conversation holds."""
     for messages in (0, 30):
         conversation = await make_v2_conversation(owner, people["user"], messages=messages)
         statements.reset()
         ok(await gql(client, POST, post_input(gid("V2Conversation", conversation)),
                      user=people["user"]))
-        assert (statements.reads, statements.total) == (6, 9), statements.statements
+        assert (statements.reads, statements.total) == (5, 6), statements.statements
+
+
+async def test_the_event_function_writes_only_for_the_callers_conversation(
+    people: dict[str, uuid.UUID], owner: asyncpg.Connection
+) -> None:
+    """``mwplu_private.record_chat_event`` runs as its owner: called straight (as a user
+    with a database session could), it writes for the caller's own conversation only, refuses
+    another user's key owner, and anonymous cannot reach it at all."""
+    mine = await make_v2_conversation(owner, people["user"])
+    theirs = await make_v2_conversation(owner, people["other"])
+    call = (
+        "SELECT mwplu_private.record_chat_event('v2', $1, gen_random_uuid(), $2, NULL, NULL, "
+        "NULL, NULL, $3, $4)"
+    )
+
+    async def as_role(role: str, sub: uuid.UUID | None, *args: Any) -> Any:
+        async with owner.transaction():
+            claims = {"role": role, **({"sub": str(sub)} if sub else {})}
+            await owner.execute("SELECT set_config('request.jwt.claims', $1, true)",
+                                json.dumps(claims))
+            await owner.execute(f"SET LOCAL ROLE {role}")
+            return await owner.fetchval(call, *args)
+
+    user = people["user"]
+    assert await as_role("authenticated", user, mine, user, user, None) is not None
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await as_role("authenticated", user, theirs, people["other"], user, None)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # a key in another's name
+        await as_role("authenticated", user, mine, user, people["other"], "k")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # no USAGE on the schema
+        await as_role("anon", None, mine, user, user, None)
+    assert await as_role("service_role", None, theirs, people["other"], user, None) is not None
+    assert await owner.fetchval(
+        "SELECT count(*) FROM analytics.chat_events WHERE conversation_id = $1", theirs
+    ) == 1

@@ -48,6 +48,9 @@ class NewMessage:
     message_type: str | None = None
     model: str | None = None
     metadata: dict[str, Any] | None = None
+    # its analytics event's
+    tokens_total: int | None = None
+    cost_total: Any = None  # Decimal | None
 
 
 _V2_INSERT = """
@@ -68,7 +71,7 @@ WITH {checks}, turn AS (
   WHERE id = CAST(:conversation AS uuid) AND EXISTS (SELECT 1 FROM m)
   RETURNING id
 )
-SELECT checks.*, (SELECT m.id FROM m) FROM checks
+SELECT checks.*, (SELECT m.id FROM m), {event} FROM checks
 """
 
 # v1 tables get no trigger (DESIGN §10): a v1 message the gateway writes is announced by its
@@ -97,7 +100,7 @@ WITH {checks}, turn AS (
   WHERE id = CAST(:conversation AS uuid) AND EXISTS (SELECT 1 FROM m)
   RETURNING id
 )
-SELECT checks.*, (SELECT m.id FROM m), {announce} FROM checks
+SELECT checks.*, (SELECT m.id FROM m), {event}, {announce} FROM checks
 """
 
 
@@ -122,11 +125,21 @@ _MIGRATED = {
     "AND t.migration_status = 'completed')",
     "v2": "CAST(NULL AS uuid)",
 }
+# The message's analytics event (and the idempotency key's first result), by the statement that
+# writes the message: ``mwplu_private.record_chat_event`` (revision 0010_event_function) may
+# write them for the caller's own conversation without the transaction switching roles.
+_EVENT = (
+    "(SELECT mwplu_private.record_chat_event(CAST(:source AS text), "
+    "CAST(:conversation AS uuid), m.id, CAST(:user_id AS uuid), (CAST(:documents AS uuid[]))[1], "
+    "CAST(:model AS text), CAST(:tokens AS integer), CAST(:cost AS numeric), "
+    "CAST(:owner AS uuid), CAST(:key AS text)) FROM m)"
+)
 _INSERTS = {
     source: sql.format(
         checks=_CHECKS.format(messages=STORE_TABLES[source][1], migrated=_MIGRATED[source]),
         proceed=_PROCEED,
         announce=_V1_ANNOUNCE,
+        event=_EVENT,
     )
     for source, sql in (("v1", _V1_INSERT), ("v2", _V2_INSERT))
 }
@@ -136,20 +149,23 @@ _INSERTS = {
 class Inserted:
     """What ``insert_message`` found and did: the first result of the same idempotency key
     (message id, event id), whether the reply target is in the conversation, for v1 the v2
-    copy of a completed migration, and the new message's id (None: nothing was written)."""
+    copy of a completed migration, and the new message's and its event's ids (None: nothing
+    was written)."""
 
     first: tuple[UUID, UUID] | None
     reply_here: bool | None
     migrated_to: UUID | None
     message_id: UUID | None
+    event_id: UUID | None  # the new message's analytics event
 
 
 async def insert_message(
     db: Db, source: str, message: NewMessage, *, owner: UUID, key: str | None
 ) -> Inserted:
-    """Insert the message at the conversation's next turn and move the conversation's
-    ``last_message_at`` (and v2's ``message_count``), unless the checks say otherwise; the
-    conversation must be locked (``lock``). ``owner`` and ``key``: the idempotency key's."""
+    """Insert the message at the conversation's next turn, move the conversation's
+    ``last_message_at`` (and v2's ``message_count``) and write the message's analytics event
+    tagged with ``source``, unless the checks say otherwise; the conversation must be locked
+    (``lock``). ``owner`` and ``key``: the idempotency key's."""
     metadata = dict(message.metadata or {})
     if source == "v1":
         # v1 has no columns for these: kept in the message's metadata, not lost
@@ -168,72 +184,21 @@ async def insert_message(
             "message_type": message.message_type,
             "model": message.model,
             "metadata": orjson.dumps(metadata).decode() if metadata else None,
+            "tokens": message.tokens_total,
+            "cost": message.cost_total,
+            "source": source,
             "owner": owner,
             "key": key,
         },
     )
-    first, reply_here, migrated_to, message_id = rows[0][:4]
+    first, reply_here, migrated_to, message_id, event_id = rows[0][:5]
     return Inserted(
         first=(first[0], first[1]) if first else None,
         reply_here=reply_here,
         migrated_to=migrated_to,
         message_id=message_id,
+        event_id=event_id,
     )
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    source: str
-    conversation_id: UUID
-    message_id: UUID
-    user_id: UUID
-    document_id: UUID | None
-    model: str | None
-    tokens_total: int | None
-    cost_total: Any  # Decimal | None
-
-
-_EVENT = """
-WITH e AS (
-  INSERT INTO analytics.chat_events (conversation_id, message_id, document_id, user_id,
-    model_name, tokens_total, cost_total, metadata)
-  VALUES (CAST(:conversation AS uuid), CAST(:message AS uuid), CAST(:document AS uuid),
-    CAST(:user_id AS uuid), CAST(:model AS text), CAST(:tokens AS integer),
-    CAST(:cost AS numeric), jsonb_build_object('source', CAST(:source AS text)))
-  RETURNING id
-), k AS (
-  INSERT INTO mwplu_idempotency_keys (owner, conversation_id, key, source, message_id, event_id)
-  SELECT CAST(:owner AS uuid), CAST(:conversation AS uuid), CAST(:key AS text),
-    CAST(:source AS text), CAST(:message AS uuid), e.id
-  FROM e WHERE CAST(:key AS text) IS NOT NULL
-  -- only an expired key can be here: a live one was found under the conversation's lock
-  ON CONFLICT (owner, conversation_id, key) DO UPDATE SET source = EXCLUDED.source,
-    message_id = EXCLUDED.message_id, event_id = EXCLUDED.event_id, created_at = now()
-  RETURNING 1
-)
-SELECT e.id FROM e
-"""
-
-
-async def insert_event(db: Db, event: NewEvent, *, owner: UUID, key: str | None) -> UUID:
-    """The message's analytics event, and the idempotency key's first result (as the
-    service role: analytics has no insert policy for users)."""
-    rows = await db.fetch(
-        _EVENT,
-        {
-            "conversation": event.conversation_id,
-            "message": event.message_id,
-            "document": event.document_id,
-            "user_id": event.user_id,
-            "model": event.model,
-            "tokens": event.tokens_total,
-            "cost": event.cost_total,
-            "source": event.source,
-            "owner": owner,
-            "key": key,
-        },
-    )
-    return UUID(str(rows[0][0]))
 
 
 async def conversation_owner(db: Db, source: str, conversation_id: UUID) -> UUID | None:
