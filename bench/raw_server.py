@@ -18,10 +18,10 @@ approach. Connections switch to ``service_role`` once, when the pool opens them.
 BEGIN and the bearer token's role and claims set local to it (``set_config``, as the gateway
 does; the token is decoded, not verified), the conversation row locked (``FOR UPDATE``: its
 owner), the message inserted at the next turn by one CTE that also updates the conversation's
-``message_count`` and ``last_message_at``, then as ``service_role`` the
-``analytics.chat_events`` row (metadata ``{"source": "v2"}``), COMMIT; the ids as the
-mutation's payload. It leaves out the gateway's idempotency, reply and migration checks
-(no-ops for these requests) and the payload read.
+``message_count`` and ``last_message_at`` and writes the ``analytics.chat_events`` row
+(metadata ``{"source": "v2"}``) through ``mwplu_private.record_chat_event`` as the gateway
+does, COMMIT; the ids as the mutation's payload. It leaves out the gateway's idempotency,
+reply and migration checks (no-ops for these requests) and the payload read.
 """
 
 from __future__ import annotations
@@ -98,15 +98,9 @@ WITH turn AS (
   WHERE id = $1
   RETURNING last_message_at
 )
-SELECT m.id, m.conversation_turn, c.last_message_at FROM m, c
-"""
-R8_AS_SERVICE = (
-    "SELECT set_config('role', 'service_role', true), "
-    "set_config('request.jwt.claims', '{\"role\": \"service_role\"}', true)"
-)
-R8_EVENT = """
-INSERT INTO analytics.chat_events (conversation_id, message_id, user_id, metadata)
-VALUES ($1, $2, $3, '{"source": "v2"}') RETURNING id
+SELECT m.id, m.conversation_turn, c.last_message_at,
+  mwplu_private.record_chat_event('v2', $1, m.id, $2, NULL, NULL, NULL, NULL, $2, NULL)
+FROM m, c
 """
 HEADERS = [(b"content-type", b"application/json")]
 
@@ -142,8 +136,7 @@ def bearer_claims(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
 async def post_message(
     pool: asyncpg.Pool, claims: dict[str, Any], variables: dict[str, Any]
 ) -> bytes:
-    """R8's writes in one transaction as the token's viewer, the analytics event as the service
-    role; the payload's JSON."""
+    """R8's writes in one transaction as the token's viewer; the payload's JSON."""
     given = variables["input"]
     type_name, conversation_id = decode_global_id(given["conversationId"])
     role = str(claims.get("role", "authenticated"))
@@ -163,11 +156,9 @@ async def post_message(
                 return orjson.dumps({"data": {"postMessage": None}, "errors": [
                     {"message": "conversation not found", "extensions": {"code": "NOT_FOUND"}}
                 ]})
-            message_id, turn, last = await conn.fetchrow(
+            message_id, turn, last, event_id = await conn.fetchrow(
                 R8_MESSAGE, conversation_id, owner, given["text"]
             )
-            await conn.execute(R8_AS_SERVICE)
-            event_id = await conn.fetchval(R8_EVENT, conversation_id, message_id, owner)
             await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed():
