@@ -345,3 +345,17 @@ def test_commands_on_a_served_data_dir_leave_its_server_running(
         serving.wait(timeout=30)
         if serving.stderr is not None:
             serving.stderr.close()
+
+
+@pytest.mark.parametrize("command", [["export-schema"], ["flags", "set"], ["serve"], []])
+def test_help_shows_flags_as_flags(command: list[str]) -> None:
+    """A flag's help does not read as if it took a value (typer's rich help printed
+    ``--check <bool>``)."""
+    from typer.testing import CliRunner
+
+    from gateway.tools.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "--help  " in result.output or "--help " in result.output

@@ -14,13 +14,18 @@ from gateway.db import DatabaseUrlError, async_url, migrate
 from gateway.settings import Settings, SettingsError
 from gateway.tools.embedded import DataDirLock, EmbeddedError, EmbeddedPostgres, jwt_secret
 
+# Plain (click's) help: typer's rich help prints a flag as taking a value ("--check <bool>").
+PLAIN_HELP = None
 app = typer.Typer(
     help="mwplu-gateway: one GraphQL graph over the MWPLU v1 and v2 chat stores.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=PLAIN_HELP,
 )
-db_app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Schema migrations (Alembic).", no_args_is_help=True, rich_markup_mode=PLAIN_HELP
+)
 app.add_typer(db_app, name="db")
 
 out = Console()

@@ -12,11 +12,23 @@ import typer
 from gateway.db import Db, Viewer, create_engine, viewer_transaction
 from gateway.settings import Settings
 from gateway.store import flags as store
-from gateway.tools.cli.common import DataDir, app, database, fail, load_settings, out, run_db
+from gateway.tools.cli.common import (
+    PLAIN_HELP,
+    DataDir,
+    app,
+    database,
+    fail,
+    load_settings,
+    out,
+    run_db,
+)
 
 T = TypeVar("T")
 
-flags_app = typer.Typer(help="Feature flags (progressive rollout of v2).", no_args_is_help=True)
+flags_app = typer.Typer(
+    help="Feature flags (progressive rollout of v2).", no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
+)
 app.add_typer(flags_app, name="flags")
 
 
