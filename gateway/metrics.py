@@ -1,7 +1,8 @@
 """Prometheus metrics of one app (DESIGN §11): requests by operation type and outcome, their
 duration, SQL statements, connections in use, and — what an operator plans v1's sunset with —
 conversations and messages read and messages written, per store generation; with read
-replicas, the transactions each server took and each replica's state (DESIGN §6).
+replicas, the transactions each server took and each replica's state (DESIGN §6); the
+subscriptions, their events and the LISTEN connection (DESIGN §10).
 
 Each app has its own registry (tests build many apps in one process). With several uvicorn
 workers each serves its own figures; scrape them per worker, or run one worker per container.
@@ -27,13 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from gateway.db.replicas import replicas_of
+from gateway.realtime import Hub
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
 class Metrics:
-    def __init__(self, engine: Callable[[], AsyncEngine | None]) -> None:
-        """``engine``: the app's engine once it has one (the lifespan may create it later)."""
+    def __init__(
+        self, engine: Callable[[], AsyncEngine | None], hub: Hub | None = None
+    ) -> None:
+        """``engine``: the app's engine once it has one (the lifespan may create it later);
+        ``hub``: the app's subscriptions."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mwplu_graphql_requests", "GraphQL requests answered",
@@ -70,6 +75,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(ReplicaCollector(engine))
+        if hub is not None:
+            self.registry.register(RealtimeCollector(hub))
 
     def request(
         self, operation_type: str, outcome: str, seconds: float, statements: int,
@@ -124,3 +131,41 @@ class ReplicaCollector(Collector):
             if replica.lag_s is not None:
                 lag.add_metric([replica.name], replica.lag_s)
         yield from (transactions, up, lag)
+
+
+class RealtimeCollector(Collector):
+    """This worker's subscriptions (DESIGN §10)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        subscriptions = GaugeMetricFamily(
+            "mwplu_subscriptions", "Open subscriptions, per field", labels=["field"]
+        )
+        subscriptions.add_metric(["messageAdded"], sum(len(s) for s in hub.messages.values()))
+        subscriptions.add_metric(["conversationActivity"], len(hub.activity))
+        yield subscriptions
+        yield GaugeMetricFamily(
+            "mwplu_subscription_connections", "Open subscription connections",
+            value=sum(hub.connections.values()),
+        )
+        yield CounterMetricFamily(
+            "mwplu_subscription_events", "Events handed to subscribers (before their re-read)",
+            value=hub.delivered,
+        )
+        yield CounterMetricFamily(
+            "mwplu_subscription_slow_consumers",
+            "Subscribers disconnected for falling too far behind (4429)",
+            value=hub.slow_consumers,
+        )
+        sources = hub.sources
+        yield GaugeMetricFamily(
+            "mwplu_realtime_listening", "1 while this worker LISTENs for events",
+            value=float(sources is not None and sources.listening.is_set()),
+        )
+        yield CounterMetricFamily(
+            "mwplu_realtime_reconnections", "Times the LISTEN connection was opened again",
+            value=sources.reconnections if sources is not None else 0,
+        )

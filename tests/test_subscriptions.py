@@ -481,3 +481,26 @@ async def test_one_read_per_event_for_the_same_viewers_subscribers(
         for tab in [*tabs, watcher]:
             assert (await tab.message())["payload"]["data"]["messageAdded"]["text"] == "twice"
         assert (statements.total, statements.reads) == (4, 2)
+
+
+async def test_metrics_count_subscriptions_and_events(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    settings = replace(settings, metrics=True)
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await s.subscribe("2", ACTIVITY)
+        await until(watching(app, "v2", v2))
+        await add_v2_message(owner, v2, user, "counted")
+        assert (await s.message())["id"] == "1"
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{app.state.url.removesuffix('/graphql')}/metrics")).text
+    assert 'mwplu_subscriptions{field="messageAdded"} 1.0' in text
+    assert 'mwplu_subscriptions{field="conversationActivity"} 1.0' in text
+    assert "mwplu_subscription_connections 1.0" in text
+    assert "mwplu_subscription_events_total 1.0" in text
+    assert "mwplu_realtime_listening 1.0" in text
+    assert "mwplu_subscription_slow_consumers_total 0.0" in text

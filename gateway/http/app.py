@@ -112,8 +112,9 @@ def create_app(
         app.state.engine = engine
     app.state.settings = settings
     app.state.schema = schema
+
     app.state.hub = Hub()  # this worker's subscriptions (DESIGN §10)
-    app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
+    app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None), app.state.hub)
     if settings.replicas.urls:
         app.add_middleware(ReadYourWrites, settings=settings)
     return app

@@ -57,6 +57,7 @@ class Subscription:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed = True
+            self.hub.slow_consumers += 1
             log.info("a subscriber fell %d events behind: disconnected", self.queue.maxsize)
             self._on_overflow()
 
@@ -77,7 +78,8 @@ class Hub:
         self.connections: Counter[str] = Counter()  # per viewer
         self._recent: OrderedDict[tuple[object, ...], None] = OrderedDict()
         self.sources: Sources | None = None  # started with the first subscription
-        self.delivered = 0  # events handed to subscribers' queues (the bench reads it)
+        self.delivered = 0  # events handed to subscribers' queues
+        self.slow_consumers = 0  # subscribers disconnected for falling behind
 
     # -- subscribers -------------------------------------------------------------------------
 
