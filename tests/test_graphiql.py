@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -394,9 +395,11 @@ async def chromium(profile: Path) -> AsyncIterator[DevTools]:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, engine: AsyncEngine, **kwargs: Any) -> AsyncIterator[str]:
+async def serving(
+    settings: Settings, engine: AsyncEngine, lifespan: str = "off", **kwargs: Any
+) -> AsyncIterator[str]:
     """The app on a free 127.0.0.1 port, in this event loop; yields its base URL."""
-    async with served(create_app(settings, engine=engine, **kwargs)) as port:
+    async with served(create_app(settings, engine=engine, **kwargs), lifespan=lifespan) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -478,3 +481,67 @@ async def test_graphiql_runs_a_query_in_a_browser_without_network(
         }
         assert all(status == 200 for status in statuses.values()), statuses
         assert browser.problems() == []
+
+
+SET_QUERY = """(() => {{
+  document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue({query});
+  return true;
+}})()"""
+
+
+async def test_graphiql_streams_a_subscription_without_network(
+    server: Server, database: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A subscription run in GraphiQL is streamed over Server-Sent Events by the page's own
+    fetcher (no WebSocket client library to vendor): a message written by SQL shows up."""
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
+    from gateway.tools.demo import seed_demo
+    from tests.graphql import gid
+
+    await seed_demo(render(server.database_url(database)), scale=1)
+    owner = await server.connect(database)
+    try:
+        conversation = await owner.fetchval(
+            "SELECT id FROM v2_conversations WHERE user_id = $1 LIMIT 1", uuid.UUID(DEMO_USER_ID)
+        )
+        query = (f'subscription Live {{ messageAdded(conversationId: '
+                 f'"{gid("V2Conversation", conversation)}") {{ text source }} }}')
+        async with (
+            serving(DEVELOPMENT, engine, lifespan="on", graphiql_user=DEMO_USER_ID) as base,
+            chromium(tmp_path / "chromium") as browser,
+        ):
+            await browser.send("Page.navigate", url=f"{base}/graphql")
+            query_editor = EDITOR_VALUE.format(selector="'.graphiql-query-editor .CodeMirror'")
+            await browser.wait_for(query_editor, "GraphiQL's query editor")
+            await browser.evaluate(SET_QUERY.format(query=json.dumps(query)))
+            await browser.wait_for(HEADERS_VALUE, "the headers editor")
+            await browser.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            result_editor = EDITOR_VALUE.format(selector="'.graphiql-response .CodeMirror'")
+            seen = (f"(() => {{ const v = {result_editor}; "
+                    "return v && v.includes('live ') ? v : null })()")
+            text = None
+            for attempt in range(60):  # until the subscription is in place
+                await owner.execute(
+                    "INSERT INTO v2_messages (conversation_id, user_id, role, message) "
+                    "VALUES ($1, $2, 'user', $3)",
+                    conversation, uuid.UUID(DEMO_USER_ID), f"live {attempt}",
+                )
+                text = await browser.evaluate(seen)
+                if text:
+                    break
+                await asyncio.sleep(0.5)
+            assert text, browser.problems()
+            shown = json.loads(text)["data"]["messageAdded"]
+            assert shown["text"].startswith("live ") and shown["source"] == "V2"
+            streams = [
+                e["request"] for e in browser.named("Network.requestWillBeSent")
+                if "subscription Live" in e["request"].get("postData", "")
+            ]
+            assert streams and streams[0]["headers"]["Accept"] == "text/event-stream"
+            assert streams[0]["headers"].get("Authorization", "").startswith("Bearer ")
+            assert browser.problems() == []
+    finally:
+        await owner.close()
