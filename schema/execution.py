@@ -25,6 +25,8 @@ from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.context import Subscriber
+from gateway.errors import BadUserInput
 from schema.engine.cache import compile_operation
 from schema.engine.compile import CompileError
 from schema.engine.events import EventSource, Rendered
@@ -46,6 +48,17 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if hasattr(context, "operation_type"):  # for the request's log line and metrics
             context.operation_type = self.operation.operation.value
             context.operation_name = self.operation.name.value if self.operation.name else None
+        if isinstance(context, Subscriber) and (
+            self.operation.operation != OperationType.SUBSCRIPTION
+        ):
+            error = BadUserInput(
+                "queries and mutations are served over HTTP (POST /graphql), subscriptions "
+                "over WebSocket or Server-Sent Events"
+            )
+            self.collected_errors.errors.append(
+                located_error(error, [d[0].node for d in grouped_field_set.values()])
+            )
+            return refused_data(root_type, grouped_field_set)  # type: ignore[return-value]
         if self.operation.operation == OperationType.SUBSCRIPTION:
             # One event, already read as the subscriber by the source stream.
             assert isinstance(root_value, Rendered)

@@ -504,3 +504,25 @@ async def test_metrics_count_subscriptions_and_events(
     assert "mwplu_subscription_events_total 1.0" in text
     assert "mwplu_realtime_listening 1.0" in text
     assert "mwplu_subscription_slow_consumers_total 0.0" in text
+
+
+async def test_queries_and_mutations_stay_on_http(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user = await make_user(owner)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("q", "{ viewer { id } }")
+        answer = await s.message()
+        assert answer["type"] == "next" and answer["payload"]["data"] == {"viewer": None}
+        assert answer["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert await s.message() == {"id": "q", "type": "complete"}
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"http://{app.state.url}", json={"query": "{ viewer { id } }"},
+                headers={"Accept": "text/event-stream",
+                         "Authorization": f"Bearer {token(settings, user)}"},
+            )
+        assert response.status_code == 200
+        assert response.text.startswith("event: next") and "BAD_USER_INPUT" in response.text
+        assert response.text.endswith("event: complete\r\ndata: \r\n\r\n")

@@ -31,6 +31,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.types.execution import ExecutionResult
 
 from gateway.auth import viewer_from_header
 from gateway.context import Subscriber
@@ -159,7 +160,9 @@ async def event_stream(
     # A slow consumer's stream ends with a SERVICE_UNAVAILABLE event when it reads again.
     schema: strawberry.Schema = request.app.state.schema
     try:
-        results = await schema.subscribe(
+        # Any operation type: the engine refuses all but a subscription with BAD_USER_INPUT,
+        # as over a WebSocket.
+        results = await schema.stream(
             params.query, variable_values=params.variables, context_value=subscriber,
             operation_name=params.operation,
         )
@@ -170,6 +173,8 @@ async def event_stream(
     async def frames() -> AsyncGenerator[str, None]:
         try:
             async for result in results:
+                if not isinstance(result, ExecutionResult):  # incremental delivery: not served
+                    break
                 yield transport.encode_next(process_result(result), _encode)
             yield transport.encode_complete()
         finally:
