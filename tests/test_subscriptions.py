@@ -29,9 +29,10 @@ from gateway.http.app import create_app
 from gateway.settings import Realtime, Settings
 from gateway.tools.embedded import EmbeddedPostgres
 from schema.engine.events import SHARE_S
-from tests.conftest import JWT_SECRET, render
+from tests.conftest import JWT_SECRET, Server, render
 from tests.factories import insert, make_user, make_v1_conversation, make_v2_conversation
 from tests.graphql import gid
+from tests.pgbouncer import PgBouncer
 from tests.serving import served
 from tests.test_migration_faults import owner_connection, postmaster_pid, restart
 
@@ -526,3 +527,40 @@ async def test_queries_and_mutations_stay_on_http(
         assert response.status_code == 200
         assert response.text.startswith("event: next") and "BAD_USER_INPUT" in response.text
         assert response.text.endswith("event: complete\r\ndata: \r\n\r\n")
+
+
+async def test_behind_pgbouncer_with_a_direct_listen_url(
+    server: Server, database: str, pgbouncer: PgBouncer, owner: asyncpg.Connection
+) -> None:
+    """Requests and re-reads through PgBouncer in transaction mode, LISTEN on its own direct
+    connection (DATABASE_LISTEN_URL); without that URL, subscribing says what to set."""
+    direct = server.database_url(database, "authenticator")
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    v1 = await make_v1_conversation(owner, user)
+    for listen_url in (None, render(direct)):
+        settings = Settings(jwt_secret=JWT_SECRET, env="test", pgbouncer=True,
+                            realtime=Realtime(v1_poll_s=0.2, listen_url=listen_url))
+        engine = create_engine(pgbouncer.url(direct), settings, pool_size=2)
+        bearer = token(settings, user)
+        try:
+            async with serving(settings, engine) as app, Socket.open(app, bearer) as s:
+                await s.acked()
+                await s.subscribe("v2", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+                if listen_url is None:
+                    refused = await s.message()
+                    assert refused["payload"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+                    assert "DATABASE_LISTEN_URL" in refused["payload"][0]["message"]
+                    continue
+                await s.subscribe("v1", MESSAGE_ADDED, id=gid("V1Conversation", v1))
+                await until(watching(app, "v2", v2))
+                await until(watching(app, "v1", v1))
+                await add_v2_message(owner, v2, user, "through PgBouncer")
+                await post(app, bearer, gid("V1Conversation", v1), "posted through PgBouncer")
+                texts = {}
+                for _ in range(2):
+                    message = await s.message()
+                    texts[message["id"]] = message["payload"]["data"]["messageAdded"]["text"]
+                assert texts == {"v2": "through PgBouncer", "v1": "posted through PgBouncer"}
+        finally:
+            await engine.dispose()

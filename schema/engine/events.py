@@ -143,6 +143,12 @@ async def subscribe(info: Any) -> EventStream:
     subscriber.subscriptions += 1
     try:
         root = plan.roots[0]
+        if subscriber.settings.pgbouncer and not settings.listen_url:
+            # LISTEN through PgBouncer's transaction pool would hear nothing, silently.
+            raise ServiceUnavailable(
+                "subscriptions are off: behind PgBouncer, set DATABASE_LISTEN_URL to a URL "
+                "that reaches PostgreSQL directly"
+            )
         sources = started(subscriber.hub, subscriber.engine, subscriber.settings)
         if not await sources.ready(READY_S):
             raise ServiceUnavailable("events cannot be received now: try again shortly")
