@@ -295,6 +295,17 @@ def test_a_request_target_over_64_kib_is_414(gateway: Gateway) -> None:
     assert status == 414
 
 
+def test_pipelined_requests_with_large_bodies_are_answered(gateway: Gateway) -> None:
+    # The head's byte count must not take in the end of the request before it.
+    query = orjson.dumps({"query": "#" + "p" * 40_000 + "\n{ __typename }"})
+    one = head([b"Content-Type: application/json", b"Content-Length: %d" % len(query)]) + query
+    with gateway.connect() as sock:
+        sock.sendall(one * 3)
+        for _ in range(3):
+            status, _headers, body = read_response(sock)
+            assert (status, orjson.loads(body)) == (200, {"data": {"__typename": "Query"}})
+
+
 # --- time ---------------------------------------------------------------------------------------
 
 

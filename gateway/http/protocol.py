@@ -85,6 +85,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         }
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
+        self.message_completed = False  # in the chunk being parsed
         self.reset_head(begun=False)
 
     def reset_head(self, *, begun: bool) -> None:
@@ -94,7 +95,6 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         self.target_bytes = 0
         self.field_bytes = 0
         self.fields = 0
-        self.message_completed = False
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
             if self.raw_bytes - self.target_bytes > self.max_raw_bytes:
                 self.refuse(431, f"Request header fields over {self.max_header_bytes} bytes.")
                 return
-        if self.in_head:
+        if self.in_head and not self.message_completed:
             # Bytes that begin no message (blank lines between requests) keep no connection.
             self.arm_head_timer()
 
@@ -140,7 +140,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.reset_head(begun=True)
-        self.scope["extensions"] = {EXTENSION: self.extension}
+        self.scope.setdefault("extensions", {})[EXTENSION] = self.extension
         self.arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -193,7 +193,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         if self.head_begun:
             self.refuse(408, f"Request header not received within {self.header_timeout_s:g} s.")
         else:
-            self.transport.close()  # a connection that never sent a byte
+            self.transport.close()  # no byte of a request came
 
     # --- refusing ------------------------------------------------------------------------------
 
