@@ -164,3 +164,24 @@ async def test_a_connection_cut_at_commit_is_a_dbapi_error_like_any_statements(
 
 def _driver_closed(conn: AsyncConnection) -> bool:
     return bool(conn.sync_connection.connection.driver_connection.is_closed())  # type: ignore[union-attr]
+
+
+async def test_a_rollback_on_a_connection_the_server_dropped_logs_one_line(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restart under load left one traceback (two chained blocks) per failed ROLLBACK in the
+    soak's log (DESIGN §11: one line): the connection is discarded, and that is all it says."""
+    conn = await open_transaction(engine, Viewer.service(), settings)
+    pid = await Db(conn).scalar(text("SELECT pg_backend_pid()"))
+    assert await owner.fetchval("SELECT pg_terminate_backend($1)", pid)
+    for _ in range(50):  # until the driver sees the connection gone
+        await asyncio.sleep(0.05)
+        if _driver_closed(conn):
+            break
+    caplog.set_level("INFO", logger="gateway.db")
+    await end_transaction(conn, commit=False)  # no error of its own
+    records = [r for r in caplog.records if "rollback failed" in r.getMessage()]
+    assert len(records) <= 1 and all(r.exc_info is None for r in records), records
+    async with viewer_transaction(engine, Viewer.service(), settings) as db:  # the pool is fine
+        assert await db.scalar(text("SELECT 1")) == 1

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.connection import Db, driver, send
 from gateway.db.engine import driver_listeners, pool_capacity
+from gateway.db.failures import unavailable
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,14 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
         return
     try:
         status = await send(conn, "COMMIT" if commit else "ROLLBACK")
-    except Exception:
+    except Exception as exc:
         await _discard(conn)
         if commit:
             raise
-        log.warning("rollback failed; the connection was discarded", exc_info=True)
+        if unavailable(exc):  # the server went away (a restart): one line, no traceback
+            log.info("rollback failed, the connection was discarded: %s", type(exc).__name__)
+        else:
+            log.warning("rollback failed; the connection was discarded", exc_info=True)
         return
     except BaseException:
         await _discard(conn)
