@@ -199,8 +199,10 @@ def start_servers(
     }
     if ctx.args.pool_size:
         gateway_env["GATEWAY_POOL_SIZE"] = str(ctx.args.pool_size)
+    # as `mwplu-gateway serve` serves it: the head-bounded protocol (issue 16, item 7)
+    served = [*uvicorn, "--http", "gateway.http.protocol:HeadBoundedProtocol"]
     ctx.servers["gateway"] = procs.start(
-        "gateway", [*uvicorn, "--port", str(port), "gateway.http.asgi:app"], env=gateway_env,
+        "gateway", [*served, "--port", str(port), "gateway.http.asgi:app"], env=gateway_env,
         cwd=ROOT, log=ctx.tmp / "gateway.log", port=port, multiworker=ctx.args.workers > 1,
     )
     port = free_port()
