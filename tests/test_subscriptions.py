@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 import websockets
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +30,8 @@ from gateway.db import StatementCounter, create_engine, migrate
 from gateway.http.app import create_app
 from gateway.settings import Realtime, Settings
 from gateway.tools.embedded import EmbeddedPostgres
+from resolvers import subscriptions as resolver_module
+from schema.engine import events as events_module
 from schema.engine.events import SHARE_S
 from tests.conftest import JWT_SECRET, Server, render
 from tests.factories import insert, make_user, make_v1_conversation, make_v2_conversation
@@ -107,8 +111,18 @@ class Socket:
             await asyncio.wait_for(self.ws.recv(), within)
 
 
-def watching(app: Starlette, source: str, conversation: UUID) -> Callable[[], bool]:
-    return lambda: (source, conversation) in app.state.hub.messages
+def watching(
+    app: Starlette, source: str, conversation: UUID, count: int = 1
+) -> Callable[[], bool]:
+    """Whether ``count`` subscriptions to the conversation have passed their checks."""
+    return lambda: sum(
+        s.started for s in app.state.hub.messages.get((source, conversation), ())
+    ) == count
+
+
+def following(app: Starlette, count: int = 1) -> Callable[[], bool]:
+    """Whether ``count`` activity subscriptions have passed their checks."""
+    return lambda: sum(s.started for s in app.state.hub.activity) == count
 
 
 async def post(app: Starlette, bearer: str, conversation: str, text: str) -> dict[str, Any]:
@@ -205,7 +219,7 @@ async def test_another_user_never_receives_them_an_admin_does(
         await spy.subscribe("own", MESSAGE_ADDED, id=gid("V2Conversation", theirs))
         await spy.subscribe("activity", ACTIVITY)
         await watcher.subscribe("admin", MESSAGE_ADDED, id=gid("V2Conversation", mine))
-        await until(lambda: len(app.state.hub.activity) == 1)
+        await until(following(app))
         await until(watching(app, "v2", mine))
         await until(watching(app, "v2", theirs))
 
@@ -251,7 +265,7 @@ async def test_conversation_activity_is_the_viewers_own(
     async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
         await s.acked()
         await s.subscribe("a", ACTIVITY)
-        await until(lambda: len(app.state.hub.activity) == 1)
+        await until(following(app))
         await add_v2_message(owner, theirs, other, "not mine")
         await owner.execute("UPDATE v2_conversations SET last_message_at = now() WHERE id = $1",
                             theirs)
@@ -465,7 +479,7 @@ async def test_one_read_per_event_for_the_same_viewers_subscribers(
         for tab in tabs:
             await tab.acked()
             await tab.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-        await until(lambda: len(app.state.hub.messages.get(("v2", v2), ())) == 3)
+        await until(watching(app, "v2", v2, 3))
         statements.reset()
         await add_v2_message(owner, v2, user, "once")
         for tab in tabs:
@@ -475,7 +489,7 @@ async def test_one_read_per_event_for_the_same_viewers_subscribers(
         watcher = await stack.enter_async_context(Socket.open(app, token(settings, admin)))
         await watcher.acked()
         await watcher.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-        await until(lambda: len(app.state.hub.messages.get(("v2", v2), ())) == 4)
+        await until(watching(app, "v2", v2, 4))
         await asyncio.sleep(SHARE_S)  # the first message's shared read has expired
         statements.reset()
         await add_v2_message(owner, v2, user, "twice")
@@ -564,3 +578,147 @@ async def test_behind_pgbouncer_with_a_direct_listen_url(
                 assert texts == {"v2": "through PgBouncer", "v1": "posted through PgBouncer"}
         finally:
             await engine.dispose()
+
+
+# -- found in review -----------------------------------------------------------------------------
+
+
+async def test_a_tab_that_leaves_mid_read_does_not_end_the_others(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tabs of one user share each event's read; the tabs that leave while it runs (their
+    operations cancelled) must not cancel it for the one that stays."""
+    real = events_module._read_once
+
+    async def slow(*args: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return await real(*args)
+
+    monkeypatch.setattr(events_module, "_read_once", slow)
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, Socket.open(app, bearer) as stays:
+        await stays.acked()
+        async with contextlib.AsyncExitStack() as leaving:
+            tabs = [await leaving.enter_async_context(Socket.open(app, bearer)) for _ in "ab"]
+            for tab in tabs:
+                await tab.acked()
+                await tab.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+            await until(watching(app, "v2", v2, 2))
+            await stays.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+            await until(watching(app, "v2", v2, 3))
+            await add_v2_message(owner, v2, user, "first")
+            await asyncio.sleep(0.2)  # the shared read is under way: the first two tabs leave
+        received = await stays.message()
+        assert received["payload"]["data"]["messageAdded"]["text"] == "first"
+        await add_v2_message(owner, v2, user, "second")
+        received = await stays.message()
+        assert received["payload"]["data"]["messageAdded"]["text"] == "second"
+        await until(watching(app, "v2", v2, 1))
+
+
+async def test_trusted_documents_apply_to_websockets(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection, tmp_path: Path
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    manifest = tmp_path / "trusted.json"
+    manifest.write_bytes(orjson.dumps({hashlib.sha256(MESSAGE_ADDED.encode()).hexdigest():
+                                       MESSAGE_ADDED}))
+    trusted = replace(settings, trusted_documents=manifest)
+    async with serving(trusted, engine) as app, Socket.open(app, token(trusted, user)) as s:
+        await s.acked()
+        await s.subscribe("other", ACTIVITY)
+        refused = await s.message()
+        assert refused["type"] == "error"
+        assert refused["payload"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_ALLOWED"
+        await s.subscribe("trusted", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        await until(watching(app, "v2", v2))
+        await add_v2_message(owner, v2, user, "trusted")
+        assert (await s.message())["payload"]["data"]["messageAdded"]["text"] == "trusted"
+
+
+async def test_a_message_committed_while_the_subscription_is_checked_arrives(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    real = resolver_module.start_messages
+
+    async def writes_meanwhile(*args: Any) -> Any:
+        since = await real(*args)
+        await add_v2_message(owner, v2, user, "during the check")
+        await asyncio.sleep(0.1)  # its notification is in before the stream starts
+        return since
+
+    monkeypatch.setattr(resolver_module, "start_messages", writes_meanwhile)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+        received = await s.message()
+        assert received["payload"]["data"]["messageAdded"]["text"] == "during the check"
+
+
+async def test_events_naming_rows_the_subscriber_cannot_read_are_dropped(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """RLS decides, not the event: 1,000 announcements routed to another user's own
+    conversation and activity, each naming the owner's message or conversation (as a forged
+    or mistaken NOTIFY would), reach that user as nothing; their own message still does."""
+    settings = replace(settings, realtime=Realtime(v1_poll_s=0.2, queue_size=2000))
+    user, other = await make_user(owner), await make_user(owner, "Léa Petit")
+    mine = await make_v2_conversation(owner, user)
+    theirs = await make_v2_conversation(owner, other)
+    private = [await add_v2_message(owner, mine, user, f"private {i}") for i in range(500)]
+    async with serving(settings, engine) as app, \
+            Socket.open(app, token(settings, other)) as spy:
+        await spy.acked()
+        await spy.subscribe("own", MESSAGE_ADDED, id=gid("V2Conversation", theirs))
+        await spy.subscribe("activity", ACTIVITY)
+        await until(watching(app, "v2", theirs))
+        await until(following(app))
+        before = app.state.hub.delivered
+        forged = [
+            {"k": "m", "s": "v2", "id": str(m), "c": str(theirs), "u": str(other)}
+            for m in private
+        ] + [
+            {"k": "c", "s": "v2", "id": str(mine), "u": str(other),
+             "at": f"2026-01-01T00:{i // 60:02}:{i % 60:02}+00:00"}
+            for i in range(500)
+        ]
+        async with owner.transaction():
+            for payload in forged:
+                await owner.execute("SELECT pg_notify('mwplu_events', $1)", json.dumps(payload))
+        await until(lambda: app.state.hub.delivered - before == 1000, within=10)
+        await add_v2_message(owner, theirs, other, "their own")
+        received = await spy.message(within=30)
+        assert received["id"] == "own"  # nothing of the 1,000 before it
+        assert received["payload"]["data"]["messageAdded"]["text"] == "their own"
+        await spy.nothing(1.0)
+
+
+async def test_connections_are_given_back_when_clients_leave(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app:
+        hub = app.state.hub
+        async with Socket.open(app, bearer) as s:
+            await s.acked()
+            await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
+            await until(watching(app, "v2", v2))
+            assert sum(hub.connections.values()) == 1
+        await until(lambda: not hub.connections and not hub.messages)
+        async with httpx.AsyncClient(timeout=10) as http, http.stream(
+            "POST", f"http://{app.state.url}",
+            json={"query": MESSAGE_ADDED, "variables": {"id": gid("V2Conversation", v2)}},
+            headers={"Accept": "text/event-stream", "Authorization": f"Bearer {bearer}"},
+        ):
+            await until(watching(app, "v2", v2))
+            assert sum(hub.connections.values()) == 1
+        await until(lambda: not hub.connections and not hub.messages)

@@ -96,11 +96,12 @@ def create_app(
     manifest = (
         load_manifest(settings.trusted_documents) if settings.trusted_documents else None
     )
-    graphql = GraphQLEndpoint(schema, settings, graphiql, PersistedDocuments(manifest))
+    persisted = PersistedDocuments(manifest)
+    graphql = GraphQLEndpoint(schema, settings, graphiql, persisted)
     app = Starlette(
         routes=[
             Route("/graphql", graphql.endpoint, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", SubscriptionsView(schema)),
+            WebSocketRoute("/graphql", SubscriptionsView(schema, persisted)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *(graphiql.routes() if graphiql is not None else ()),

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import ExitStack
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import strawberry
@@ -30,19 +30,24 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types.execution import ExecutionResult
 
 from gateway.auth import viewer_from_header
 from gateway.context import Subscriber
 from gateway.db import Viewer
-from gateway.errors import BadUserInput, Unauthenticated
+from gateway.errors import BadUserInput, GatewayError, Unauthenticated
+from gateway.http.persisted import PersistedDocuments
 from gateway.http.requests import Params, error_response
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.http")
 
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+SLOW_GRACE_S = 5.0  # a slow SSE consumer, told, is cut off if it reads nothing for this long
 
 
 def viewer_key(viewer: Viewer) -> str:
@@ -105,6 +110,27 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Subscriber, None]):
             return
         await super().handle_connection_init(message)
 
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """The document, through persisted operations (APQ; with GATEWAY_TRUSTED_DOCUMENTS,
+        only trusted ones), as over HTTP."""
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # strawberry's refusal
+            return
+        payload = message["payload"]
+        view = cast(SubscriptionsView, self.view)
+        try:
+            payload["query"] = view.persisted.resolve(
+                payload.get("query"), payload.get("extensions")
+            )
+        except GatewayError as exc:
+            log.info("websocket %s: refused: %s", self.context.request_id, exc)
+            await self.send_message({
+                "id": message["id"], "type": "error",
+                "payload": [{"message": str(exc), "extensions": exc.extensions}],
+            })
+            return
+        await super().handle_subscribe(message)
+
     async def shutdown(self) -> None:
         try:
             await super().shutdown()
@@ -117,7 +143,8 @@ class SubscriptionsView(GraphQL[Subscriber, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, schema: strawberry.Schema) -> None:
+    def __init__(self, schema: strawberry.Schema, persisted: PersistedDocuments) -> None:
+        self.persisted = persisted
         super().__init__(
             schema,
             graphql_ide=None,
@@ -157,7 +184,6 @@ async def event_stream(
         return error_response(BadUserInput(too_many(settings)), 429,
                               {**headers, "retry-after": "5"}, None)
     transport = SSETransport()
-    # A slow consumer's stream ends with a SERVICE_UNAVAILABLE event when it reads again.
     schema: strawberry.Schema = request.app.state.schema
     try:
         # Any operation type: the engine refuses all but a subscription with BAD_USER_INPUT,
@@ -179,13 +205,50 @@ async def event_stream(
             yield transport.encode_complete()
         finally:
             await results.aclose()
-            slot.close()
 
     stream = merge_stream_with_heartbeat(
         frames, lambda: transport.heartbeat_message(_encode),
         interval=transport.heartbeat_interval, send_initial_heartbeat=False,
     )
-    return StreamingResponse(stream(), headers={**transport.headers, **headers})
+    return EventStreamResponse(
+        stream(), subscriber, slot, headers={**transport.headers, **headers}
+    )
+
+
+class EventStreamResponse(StreamingResponse):
+    """The stream of one SSE subscription. Whatever happens — the stream ends, the client
+    leaves, the body never starts — the viewer's connection slot is given back. A slow
+    consumer is first told (its stream ends with a SERVICE_UNAVAILABLE event once it reads
+    again); one that reads nothing for ``SLOW_GRACE_S`` more is cut off."""
+
+    def __init__(
+        self, content: Any, subscriber: Subscriber, slot: ExitStack, headers: dict[str, str]
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self.subscriber = subscriber
+        self.slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = asyncio.ensure_future(super().__call__(scope, receive, send))
+        cut: list[asyncio.TimerHandle] = []
+
+        def close(_code: int, _reason: str) -> None:
+            if not cut:
+                cut.append(asyncio.get_running_loop().call_later(SLOW_GRACE_S, body.cancel))
+
+        self.subscriber.close = close
+        try:
+            await body
+        except asyncio.CancelledError:
+            if not (cut and body.cancelled()):
+                raise  # the request itself was cancelled
+            log.info("request %s: a slow SSE consumer was cut off", self.subscriber.request_id)
+        finally:
+            body.cancel()
+            for handle in cut:
+                handle.cancel()
+            self.subscriber.close = None
+            self.slot.close()
 
 
 def _encode(value: object) -> str:

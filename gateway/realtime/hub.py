@@ -3,28 +3,32 @@
 Every subscriber has a bounded queue: an event that finds it full marks the subscriber a slow
 consumer (its transport closes the connection with 4429) instead of growing memory. An event is
 handed out once, however many ways it was found (the announcement of a v1 write and the v1
-poll see the same message): the hub remembers the last ``RECENT`` events' keys.
+poll see the same message): the hub remembers the keys of the events it handed out for
+``RECENT_S`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from gateway.realtime.events import ACTIVITY, MESSAGE, Event
+from gateway.realtime.events import MESSAGE, Event
 
 if TYPE_CHECKING:
     from gateway.realtime.sources import Sources
 
 log = logging.getLogger("gateway.realtime")
 
-RECENT = 10_000
+# Events handed out are remembered this long (longer than any look-back of the v1 poll or the
+# catch-up, ``gateway.realtime.sources.LOOKBACK`` plus a poll), at most RECENT_MAX of them.
+RECENT_S = 60.0
+RECENT_MAX = 100_000
 
 
 class SlowConsumer(Exception):
@@ -48,6 +52,8 @@ class Subscription:
         self.user_id = user_id  # conversationActivity: only this owner's (None: everyone's)
         self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
         self.overflowed = False
+        # True once its checks passed (it waits, queueing events, while they run)
+        self.started = False
         self._on_overflow = on_overflow
 
     def offer(self, event: Event) -> None:
@@ -76,7 +82,7 @@ class Hub:
         self.messages: dict[tuple[str, UUID], set[Subscription]] = {}
         self.activity: set[Subscription] = set()
         self.connections: Counter[str] = Counter()  # per viewer
-        self._recent: OrderedDict[tuple[object, ...], None] = OrderedDict()
+        self._recent: OrderedDict[tuple[object, ...], float] = OrderedDict()
         self.sources: Sources | None = None  # started with the first subscription
         self.delivered = 0  # events handed to subscribers' queues
         self.slow_consumers = 0  # subscribers disconnected for falling behind
@@ -90,12 +96,10 @@ class Hub:
         *,
         conversation: tuple[str, UUID] | None = None,
         user_id: UUID | None = None,
-        since: datetime | None = None,
     ) -> Subscription:
         """A subscription to a conversation's messages, or (``conversation`` None) to the
         activity of ``user_id``'s conversations (every conversation when None), until
-        ``unsubscribe``. ``since``: the database's time when it started (the v1 poll goes on
-        from there)."""
+        ``unsubscribe``."""
         subscription = Subscription(
             self, size, on_overflow, conversation=conversation, user_id=user_id
         )
@@ -103,8 +107,6 @@ class Hub:
             self.messages.setdefault(conversation, set()).add(subscription)
         else:
             self.activity.add(subscription)
-        if self.sources is not None and since is not None and self.wants_v1():
-            self.sources.v1_from(since)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -146,21 +148,24 @@ class Hub:
         """Hand ``event`` to whoever waits for it, once. A v1 message is also its
         conversation's activity (v1 has no trigger to say so); v2's is announced apart."""
         key = event.key
-        if key in self._recent:
+        now = time.monotonic()
+        recent = self._recent
+        while recent and (
+            len(recent) > RECENT_MAX or now - next(iter(recent.values())) > RECENT_S
+        ):
+            recent.popitem(last=False)
+        if key in recent:
             return
-        self._recent[key] = None
-        if len(self._recent) > RECENT:
-            self._recent.popitem(last=False)
         if event.kind == MESSAGE:
-            for subscription in tuple(self.messages.get((event.source, event.conversation_id),
-                                                        ())):
-                subscription.offer(event)
-                self.delivered += 1
-            if event.source == "v1":
-                self.publish(event.activity())
-            return
-        if event.kind == ACTIVITY:
-            for subscription in tuple(self.activity):
-                if subscription.user_id is None or subscription.user_id == event.user_id:
-                    subscription.offer(event)
-                    self.delivered += 1
+            waiting = tuple(self.messages.get((event.source, event.conversation_id), ()))
+        else:
+            waiting = tuple(
+                s for s in self.activity if s.user_id is None or s.user_id == event.user_id
+            )
+        for subscription in waiting:
+            subscription.offer(event)
+        if waiting:  # remembered only when someone had it: the rest cost nothing
+            self.delivered += len(waiting)
+            recent[key] = now
+        if event.kind == MESSAGE and event.source == "v1":
+            self.publish(event.activity())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextvars import Context
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger("gateway.realtime")
 # its created_at: each read looks this far back (the hub drops what it already handed out).
 LOOKBACK = timedelta(seconds=10)
 POLL_LIMIT = 1000
+CATCH_UP_PAGES = 50  # at most this many pages of POLL_LIMIT rows after a reconnection
 LIVENESS_S = 5.0  # how often the LISTEN connection is checked (and the database's time read)
 MAX_PAUSE_S = 5.0
 
@@ -43,11 +45,13 @@ class Sources:
         self.listening = asyncio.Event()
         self.reconnections = 0
         self.backend_pid: int | None = None  # the LISTEN connection's server process
+        self._held: list[Event] | None = None  # notifications held while catching up
         self._v1_since: datetime | None = None
         self._db_now: datetime | None = None  # the last time the LISTEN connection was alive
+        # In contexts of their own: not the first subscriber's request (its trace, its span).
         self._tasks = [
-            asyncio.create_task(self._listen(), name="mwplu listen"),
-            asyncio.create_task(self._poll_v1(), name="mwplu v1 poll"),
+            asyncio.create_task(self._listen(), name="mwplu listen", context=Context()),
+            asyncio.create_task(self._poll_v1(), name="mwplu v1 poll", context=Context()),
         ]
 
     async def ready(self, within: float) -> bool:
@@ -74,8 +78,10 @@ class Sources:
         event = parse(payload)
         if event is None:
             log.warning("ignored a notification on %s: %.200r", CHANNEL, payload)
-            return
-        self.hub.publish(event)
+        elif self._held is not None:
+            self._held.append(event)  # after what the catch-up reads (older)
+        else:
+            self.hub.publish(event)
 
     async def _listen(self) -> None:
         # A connection of the pool's making (the same URL and driver arguments), taken out of
@@ -112,10 +118,18 @@ class Sources:
             self.backend_pid = raw.get_server_pid()
             closed = asyncio.Event()
             raw.add_termination_listener(lambda _c: closed.set())
+            lost = self._db_now
+            self._held = [] if lost is not None else None
             await raw.add_listener(CHANNEL, self._notified)
-            lost, self._db_now = self._db_now, await raw.fetchval("SELECT now()")
+            now = await raw.fetchval("SELECT now()")
             if lost is not None:
+                # From the last time it was known alive; a catch-up that fails leaves that
+                # time as it is, for the next attempt.
                 await self._catch_up(lost - LOOKBACK)
+            self._db_now = now
+            held, self._held = self._held or [], None
+            for event in held:
+                self.hub.publish(event)
             self.listening.set()
             while not closed.is_set():
                 try:
@@ -125,23 +139,38 @@ class Sources:
             log.warning("LISTEN %s: the connection was lost", CHANNEL)
         finally:
             self.listening.clear()
+            self._held = None
             with contextlib.suppress(Exception):
                 await conn.close()
 
     async def _catch_up(self, since: datetime) -> None:
-        """What v2 got while nobody listened, for the subscriptions there are."""
+        """What v2 got while nobody listened, for the subscriptions there are, oldest first,
+        page by page."""
         conversations = self.hub.subscribed_conversations("v2")
         if not conversations and not self.hub.activity:
             return
+        read = 0
         async with viewer_transaction(self.engine, Viewer.service(), self.settings) as db:
-            messages = await store.v2_messages_since(db, conversations, since, POLL_LIMIT)
-            moved = await store.v2_moved_since(db, since, POLL_LIMIT) if self.hub.activity else []
-        for row in messages:
-            self.hub.publish(polled("v2", row))
-        for conversation, user, at in moved:
-            self.hub.publish(Event(ACTIVITY, "v2", conversation, conversation, user, at))
-        log.info("LISTEN %s again: %d v2 messages and %d conversations moved since %s",
-                 CHANNEL, len(messages), len(moved), since)
+            after = since
+            for _ in range(CATCH_UP_PAGES):
+                messages = await store.v2_messages_since(db, conversations, after, POLL_LIMIT)
+                for row in messages:
+                    self.hub.publish(polled("v2", row))
+                read += len(messages)
+                if len(messages) < POLL_LIMIT:
+                    break
+                after = messages[-1][2]
+            else:
+                log.warning("LISTEN %s: catch-up stopped after %d messages", CHANNEL, read)
+            after = since
+            for _ in range(CATCH_UP_PAGES if self.hub.activity else 0):
+                moved = await store.v2_moved_since(db, after, POLL_LIMIT)
+                for conversation, user, at in moved:
+                    self.hub.publish(Event(ACTIVITY, "v2", conversation, conversation, user, at))
+                if len(moved) < POLL_LIMIT:
+                    break
+                after = moved[-1][2]
+        log.info("LISTEN %s again: %d v2 messages read since %s", CHANNEL, read, since)
 
     # -- the v1 poll -------------------------------------------------------------------------
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from graphql import GraphQLError, GraphQLObjectType
+from graphql import GraphQLError, GraphQLObjectType, located_error
 from graphql.execution.collect_fields import collect_fields
 
 from gateway.auth import expires_at
 from gateway.context import Subscriber
+from gateway.db.failures import unavailable
 from gateway.errors import BadUserInput, ServiceUnavailable, Unauthenticated
 from gateway.realtime import Event, SlowConsumer, Subscription
 from gateway.realtime.sources import started
@@ -67,9 +69,17 @@ class EventSource:
         )
 
 
-# Reads by (viewer, plan, event), oldest first; each kept SHARE_S seconds.
-_shared: OrderedDict[tuple[Any, ...], tuple[float, OperationPlan, asyncio.Future[Rendered | None]]]
+# Reads by (viewer, plan, event), oldest first; each kept SHARE_S seconds. Each read runs in a
+# task of its own, which every subscriber awaits shielded: one whose client leaves (its task
+# cancelled) never cancels the read the others wait for.
+_shared: OrderedDict[tuple[Any, ...], tuple[float, OperationPlan, asyncio.Task[Rendered | None]]]
 _shared = OrderedDict()
+# Event reads take turns at the pool with HTTP requests: at most this share of it at once, so
+# that a burst of events for many viewers does not queue every query behind it.
+READS_SHARE_OF_POOL = 0.5
+_reading: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+_reading = weakref.WeakKeyDictionary()
+RETRIES_S = (0.2, 0.5, 1.0)  # pauses before reading again when the database was unavailable
 
 
 async def read_event(
@@ -80,32 +90,55 @@ async def read_event(
     share = (viewer.role, viewer.user_id, id(plan), key)
     now = time.monotonic()
     entry = _shared.get(share)
-    if entry is not None and entry[1] is plan and now - entry[0] < SHARE_S:
-        return await asyncio.shield(entry[2])
-    while _shared and now - next(iter(_shared.values()))[0] >= SHARE_S:
-        _shared.popitem(last=False)
-    future: asyncio.Future[Rendered | None] = asyncio.get_running_loop().create_future()
-    _shared[share] = (now, plan, future)
-    _shared.move_to_end(share)
-    try:
-        result = await _read(plan, subscriber, key)
-    except BaseException as error:
-        _shared.pop(share, None)
-        if not future.done():
-            future.set_exception(error)
-            future.exception()  # retrieved: the waiters (if any) get it too
-        raise
-    future.set_result(result)
-    return result
+    if entry is None or entry[1] is not plan or now - entry[0] >= SHARE_S:
+        while _shared and now - next(iter(_shared.values()))[0] >= SHARE_S:
+            _shared.popitem(last=False)
+        task = asyncio.create_task(_read(plan, subscriber, key))
+        task.add_done_callback(_retrieved)
+        entry = _shared[share] = (now, plan, task)
+        _shared.move_to_end(share)
+    return await asyncio.shield(entry[2])
+
+
+def _retrieved(task: asyncio.Task[Rendered | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # its awaiters have it; nobody left waiting is not an error
+
+
+def _turns(settings: Any) -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    semaphore = _reading.get(loop)
+    if semaphore is None:
+        size = max(1, int(settings.pool_size * READS_SHARE_OF_POOL))
+        semaphore = _reading[loop] = asyncio.Semaphore(size)
+    return semaphore
 
 
 async def _read(
+    plan: OperationPlan, subscriber: Subscriber, key: tuple[str, UUID]
+) -> Rendered | None:
+    """One read of the event as the subscriber; read again (a few times) while the database
+    is unavailable, so that a restart does not lose the event."""
+    for pause in (*RETRIES_S, None):
+        async with _turns(subscriber.settings):
+            rendered = await _read_once(plan, subscriber, key)
+        if rendered is None or pause is None or not rendered.errors or not all(
+            unavailable(error.original_error) for error in rendered.errors
+        ):
+            return rendered
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_once(
     plan: OperationPlan, subscriber: Subscriber, key: tuple[str, UUID]
 ) -> Rendered | None:
     context = subscriber.event_context()
     run = Run(plan, context, event=key)
     try:
         data = await run.execute()
+    except Exception as error:  # a load below the root failed: as one failing at the root
+        data, run.errors = None, [*run.errors, _located(error, plan)]
     finally:
         run.release()
         await context.finish(commit=False)
@@ -113,6 +146,13 @@ async def _read(
     if data is not None and data.get(field.key) is None and not run.errors:
         return None
     return Rendered(data, run.errors)
+
+
+def _located(error: Exception, plan: OperationPlan) -> GraphQLError:
+    if isinstance(error, GraphQLError):
+        return error
+    field = plan.roots[0].field
+    return located_error(error, list(field.nodes), [field.key])
 
 
 def _subscriber(info: Any) -> Subscriber:
@@ -141,6 +181,8 @@ async def subscribe(info: Any) -> EventStream:
             f"at most {settings.max_subscriptions_per_connection} subscriptions per connection"
         )
     subscriber.subscriptions += 1
+    hub = subscriber.hub
+    subscription: Subscription | None = None
     try:
         root = plan.roots[0]
         if subscriber.settings.pgbouncer and not settings.listen_url:
@@ -149,22 +191,28 @@ async def subscribe(info: Any) -> EventStream:
                 "subscriptions are off: behind PgBouncer, set DATABASE_LISTEN_URL to a URL "
                 "that reaches PostgreSQL directly"
             )
-        sources = started(subscriber.hub, subscriber.engine, subscriber.settings)
+        sources = started(hub, subscriber.engine, subscriber.settings)
         if not await sources.ready(READY_S):
             raise ServiceUnavailable("events cannot be received now: try again shortly")
+        # Waiting before the checks, so that nothing committed meanwhile is missed: what it
+        # receives is read as the subscriber anyway, and nothing is sent before they pass.
         if root.field.name == "messageAdded":
             store, conversation = root.args["conversation"]
+            subscription = hub.subscribe(
+                settings.queue_size, subscriber.overflowed, conversation=(store, conversation)
+            )
             since = await subscriptions.start_messages(subscriber, store, conversation)
-            wanted: dict[str, Any] = {"conversation": (store, conversation)}
             noun = "Message"
         else:
-            user, since = await subscriptions.start_activity(subscriber)
-            wanted = {"user_id": user}
+            subscription = hub.subscribe(settings.queue_size, subscriber.overflowed)
+            subscription.user_id, since = await subscriptions.start_activity(subscriber)
             noun = "Conversation"
-        subscription = subscriber.hub.subscribe(
-            settings.queue_size, subscriber.overflowed, since=since, **wanted
-        )
+        if hub.wants_v1():
+            sources.v1_from(since)
+        subscription.started = True
     except BaseException:
+        if subscription is not None:
+            hub.unsubscribe(subscription)
         subscriber.subscriptions -= 1
         raise
     return EventStream(plan, subscriber, subscription, noun)
