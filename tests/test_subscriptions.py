@@ -722,3 +722,37 @@ async def test_connections_are_given_back_when_clients_leave(
             await until(watching(app, "v2", v2))
             assert sum(hub.connections.values()) == 1
         await until(lambda: not hub.connections and not hub.messages)
+
+
+async def test_a_migration_announces_its_conversation_not_each_copied_message(
+    server: Server, database: str, owner: asyncpg.Connection
+) -> None:
+    """A bulk migration copies thousands of messages: every worker would parse one
+    notification per message. A migration (the same store function as the bulk one's)
+    announces the new v2 conversation's activity only."""
+    user = await make_user(owner)
+    v1 = await make_v1_conversation(owner, user, messages=30)
+    heard: list[dict[str, Any]] = []
+    listener = await server.connect(database)
+    await listener.add_listener("mwplu_events", lambda *a: heard.append(json.loads(a[-1])))
+    try:
+        settings = Settings(jwt_secret=JWT_SECRET, env="test")
+        engine = create_engine(server.database_url(database, "authenticator"), settings,
+                               pool_size=2)
+        try:
+            app = create_app(settings, engine=engine)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://gateway.test") as http:
+                body = (await http.post("/graphql", json={
+                    "query": "mutation ($id: ID!) { migrateConversation(input: "
+                             "{conversationId: $id}) { conversation { id } } }",
+                    "variables": {"id": gid("V1Conversation", v1)},
+                }, headers={"Authorization": f"Bearer {token(settings, user)}"})).json()
+        finally:
+            await engine.dispose()
+        assert "errors" not in body, body
+        await asyncio.sleep(0.3)
+        assert [h["k"] for h in heard] == ["c"]  # the conversation's activity, no message
+        assert heard[0]["u"] == str(user)
+    finally:
+        await listener.close()

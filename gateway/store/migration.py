@@ -118,7 +118,12 @@ COPY = text(
 # which cannot see the arrays' lengths, guesses a handful of rows and remaps replies with a
 # nested loop (measured: 8x slower per batch). Planning each batch with its real arrays is
 # cheap next to running it. Local to the transaction, so safe behind PgBouncer.
-CUSTOM_PLAN = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+# The copies' messages are not announced one by one to every worker (revision 0009_realtime):
+# nobody can wait for the new conversation's messages yet; its activity is announced.
+CUSTOM_PLAN = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('mwplu.quiet_messages', 'on', true)"
+)
 # The v1 conversations being copied, held against a concurrent ``postMessage`` (which takes
 # them FOR UPDATE): a message posted meanwhile is either copied or refused as CONFLICT, never
 # left behind in v1. In id order, so that concurrent batches cannot deadlock.

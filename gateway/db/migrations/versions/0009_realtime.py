@@ -7,7 +7,9 @@
   ``{"k": "c", "s": "v2", "id", "u", "at"}`` when ``last_message_at`` moved (``at``: the new value,
   so the same move announced twice is recognised).
 
-NOTIFY is transactional: PostgreSQL delivers it at COMMIT, never for a rolled-back write.
+NOTIFY is transactional: PostgreSQL delivers it at COMMIT, never for a rolled-back write. A
+transaction that sets ``mwplu.quiet_messages`` to ``on`` (the migration's copies) announces no
+message, only the new conversation's activity.
 v1 tables get no trigger: the gateway announces its own v1 writes in their statement, and
 polls for the v1 application's.
 
@@ -25,15 +27,22 @@ branch_labels = None
 depends_on = None
 
 CHANNEL = "mwplu_events"
+# A transaction that sets it 'on' (set_config(..., true)) announces no v2 message: the
+# migration's copies (gateway.store.migration).
+QUIET = "mwplu.quiet_messages"
 
 UPGRADE = [
     f"""
 CREATE FUNCTION public.mwplu_announce_v2_message() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('{CHANNEL}', json_build_object(
-    'k', 'm', 's', 'v2', 'id', NEW.id, 'c', NEW.conversation_id, 'u', NEW.user_id,
-    'at', NEW.created_at)::text);
+  -- a v1 conversation copied into v2 (nobody can wait for its new id's messages yet) says
+  -- nothing per message: its conversation's activity is enough
+  IF current_setting('{QUIET}', true) IS DISTINCT FROM 'on' THEN
+    PERFORM pg_notify('{CHANNEL}', json_build_object(
+      'k', 'm', 's', 'v2', 'id', NEW.id, 'c', NEW.conversation_id, 'u', NEW.user_id,
+      'at', NEW.created_at)::text);
+  END IF;
   RETURN NULL;
 END $$
 """,
