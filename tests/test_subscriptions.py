@@ -752,7 +752,38 @@ async def test_a_migration_announces_its_conversation_not_each_copied_message(
             await engine.dispose()
         assert "errors" not in body, body
         await asyncio.sleep(0.3)
-        assert [h["k"] for h in heard] == ["c"]  # the conversation's activity, no message
-        assert heard[0]["u"] == str(user)
+        # where the v1 conversation went, and the copy's activity; no message
+        assert sorted(h["k"] for h in heard) == ["c", "x"]
+        moved = next(h for h in heard if h["k"] == "x")
+        assert (moved["id"], moved["u"]) == (str(v1), str(user))
+        assert moved["to"] == next(h for h in heard if h["k"] == "c")["id"]
     finally:
         await listener.close()
+
+
+async def test_a_migrated_v1_conversation_ends_its_subscriptions_naming_the_copy(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """A migrated v1 conversation is read-only: its subscribers would wait for ever. They are
+    told where it went (CONFLICT with extensions.v2ConversationId) and their stream ends."""
+    user = await make_user(owner)
+    v1 = await make_v1_conversation(owner, user, messages=4)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, Socket.open(app, bearer) as s:
+        await s.acked()
+        await s.subscribe("1", MESSAGE_ADDED, id=gid("V1Conversation", v1))
+        await until(watching(app, "v1", v1))
+        async with httpx.AsyncClient() as http:
+            body = (await http.post(f"http://{app.state.url}", json={
+                "query": "mutation ($id: ID!) { migrateConversation(input: "
+                         "{conversationId: $id}) { conversation { id } } }",
+                "variables": {"id": gid("V1Conversation", v1)},
+            }, headers={"Authorization": f"Bearer {bearer}"})).json()
+        copy = body["data"]["migrateConversation"]["conversation"]["id"]
+        ended = await s.message()
+        assert ended["type"] == "next" and ended["payload"]["data"] is None
+        error = ended["payload"]["errors"][0]
+        assert error["extensions"]["code"] == "CONFLICT"
+        assert error["extensions"]["v2ConversationId"] == copy
+        assert await s.message() == {"id": "1", "type": "complete"}
+        await until(lambda: not app.state.hub.messages)

@@ -15,7 +15,8 @@ from uuid import UUID
 import orjson
 
 CHANNEL = "mwplu_events"
-MESSAGE, ACTIVITY = "m", "c"
+# a message added; a conversation's last_message_at moved; a v1 conversation migrated to v2
+MESSAGE, ACTIVITY, MIGRATED = "m", "c", "x"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +27,14 @@ class Event:
     conversation_id: UUID
     user_id: UUID | None  # the conversation's owner
     at: datetime | None  # the message's creation, or the conversation's new last_message_at
+    moved_to: UUID | None = None  # MIGRATED: the v2 copy
 
     @property
     def key(self) -> tuple[Any, ...]:
         """Equal for the same event however it was found (announced, polled, caught up)."""
         if self.kind == ACTIVITY:
             return (ACTIVITY, self.source, self.id, self.at)
-        return (MESSAGE, self.source, self.id)
+        return (self.kind, self.source, self.id)
 
     def activity(self) -> Event:
         """The conversation's activity that a message is (its ``last_message_at`` moved)."""
@@ -45,7 +47,7 @@ def parse(payload: str) -> Event | None:
     try:
         raw = orjson.loads(payload)
         kind, source = raw["k"], raw["s"]
-        if kind not in (MESSAGE, ACTIVITY) or source not in ("v1", "v2"):
+        if kind not in (MESSAGE, ACTIVITY, MIGRATED) or source not in ("v1", "v2"):
             return None
         row_id = UUID(raw["id"])
         user = raw.get("u")
@@ -57,6 +59,7 @@ def parse(payload: str) -> Event | None:
             conversation_id=UUID(raw["c"]) if kind == MESSAGE else row_id,
             user_id=UUID(user) if user else None,
             at=datetime.fromisoformat(at) if at else None,
+            moved_to=UUID(raw["to"]) if kind == MIGRATED else None,
         )
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from gateway.realtime.events import MESSAGE, Event
+from gateway.realtime.events import MESSAGE, MIGRATED, Event
 
 if TYPE_CHECKING:
     from gateway.realtime.sources import Sources
@@ -156,7 +156,7 @@ class Hub:
             recent.popitem(last=False)
         if key in recent:
             return
-        if event.kind == MESSAGE:
+        if event.kind in (MESSAGE, MIGRATED):
             waiting = tuple(self.messages.get((event.source, event.conversation_id), ()))
         else:
             waiting = tuple(

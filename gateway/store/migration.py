@@ -110,7 +110,11 @@ COPY = text(
       FROM batch b WHERE t.id = b.tracking_id
       RETURNING t.id
     )
-    SELECT (SELECT count(*) FROM done) AS conversations, (SELECT count(*) FROM src) AS messages
+    SELECT (SELECT count(*) FROM done) AS conversations, (SELECT count(*) FROM src) AS messages,
+      -- a v1 conversation's subscribers are told where it went (delivered at COMMIT)
+      (SELECT count(pg_notify('mwplu_events', json_build_object('k', 'x', 's', 'v1',
+          'id', b.v1_id, 'c', b.v1_id, 'u', b.user_id, 'to', b.v2_id)::text))
+       FROM batch b JOIN done d ON d.id = b.tracking_id) AS announced
     """
 )
 

@@ -27,10 +27,12 @@ from graphql.execution.collect_fields import collect_fields
 from gateway.auth import expires_at
 from gateway.context import Subscriber
 from gateway.db.failures import unavailable
-from gateway.errors import BadUserInput, ServiceUnavailable, Unauthenticated
+from gateway.errors import BadUserInput, Conflict, ServiceUnavailable, Unauthenticated
 from gateway.realtime import Event, SlowConsumer, Subscription
+from gateway.realtime.events import MIGRATED
 from gateway.realtime.sources import started
 from resolvers import subscriptions
+from resolvers.ids import to_global_id
 from schema.engine.cache import compile_operation
 from schema.engine.compile import CompileError
 from schema.engine.plan import OperationPlan
@@ -242,6 +244,13 @@ class EventStream:
         try:
             while True:
                 event = await self._next_event()
+                if event.kind == MIGRATED:
+                    assert event.moved_to is not None
+                    raise Conflict(
+                        "this v1 conversation was migrated to v2 and is read-only: subscribe "
+                        "to its copy",
+                        v2ConversationId=to_global_id("V2Conversation", event.moved_to),
+                    )
                 key = (f"{event.source.upper()}{self.noun}", event.id)
                 rendered = await read_event(self.plan, self.subscriber, key)
                 if rendered is not None:
