@@ -98,6 +98,13 @@ class Socket:
         assert json.loads(await asyncio.wait_for(self.ws.recv(), 5)) == {"type": "connection_ack"}
         return self
 
+    async def follow(self, app: Starlette, source: str, conversation: UUID) -> None:
+        """Subscribes (id "1") to the conversation's messages and waits until it has passed
+        its checks."""
+        await self.subscribe("1", MESSAGE_ADDED, id=gid(f"{source.upper()}Conversation",
+                                                        conversation))
+        await until(watching(app, source, conversation))
+
     async def subscribe(self, sid: str, query: str, **variables: Any) -> None:
         await self.ws.send(json.dumps(
             {"id": sid, "type": "subscribe", "payload": {"query": query, "variables": variables}}
@@ -243,8 +250,7 @@ async def test_a_rolled_back_write_sends_nothing(
     v2 = await make_v2_conversation(owner, user)
     async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
         await s.acked()
-        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-        await until(watching(app, "v2", v2))
+        await s.follow(app, "v2", v2)
         transaction = owner.transaction()
         await transaction.start()
         await add_v2_message(owner, v2, user, "rolled back")
@@ -340,8 +346,7 @@ async def test_a_slow_consumer_is_closed_with_4429(
     v2 = await make_v2_conversation(owner, user)
     async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
         await s.acked()
-        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-        await until(watching(app, "v2", v2))
+        await s.follow(app, "v2", v2)
         await owner.executemany(
             "INSERT INTO v2_messages (conversation_id, user_id, role, message) "
             "VALUES ($1, $2, 'user', $3)",
@@ -379,8 +384,7 @@ async def test_events_survive_a_lost_listen_connection(
     v2 = await make_v2_conversation(owner, user)
     async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
         await s.acked()
-        await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-        await until(watching(app, "v2", v2))
+        await s.follow(app, "v2", v2)
         sources = app.state.hub.sources
         assert await owner.fetchval("SELECT pg_terminate_backend($1)", sources.backend_pid)
         await add_v2_message(owner, v2, user, "while away")
@@ -443,8 +447,7 @@ async def test_subscriptions_survive_a_postgresql_restart(tmp_path: Path) -> Non
         async with serving(settings, engine) as app, \
                 Socket.open(app, token(settings, user)) as s:
             await s.acked()
-            await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-            await until(watching(app, "v2", v2))
+            await s.follow(app, "v2", v2)
             sources = app.state.hub.sources
             killed = postmaster_pid(embedded)
             os.kill(killed, signal.SIGKILL)
@@ -710,8 +713,7 @@ async def test_connections_are_given_back_when_clients_leave(
         hub = app.state.hub
         async with Socket.open(app, bearer) as s:
             await s.acked()
-            await s.subscribe("1", MESSAGE_ADDED, id=gid("V2Conversation", v2))
-            await until(watching(app, "v2", v2))
+            await s.follow(app, "v2", v2)
             assert sum(hub.connections.values()) == 1
         await until(lambda: not hub.connections and not hub.messages)
         async with httpx.AsyncClient(timeout=10) as http, http.stream(

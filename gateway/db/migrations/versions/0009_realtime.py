@@ -19,7 +19,7 @@ Revises: 0008_writes
 
 from __future__ import annotations
 
-from alembic import op
+from gateway.db.migrations.ddl import run
 
 revision = "0009_realtime"
 down_revision = "0008_writes"
@@ -77,10 +77,8 @@ DOWNGRADE = [
 
 
 def upgrade() -> None:
-    for statement in UPGRADE:
-        op.execute(statement)
+    run(UPGRADE)
 
 
 def downgrade() -> None:
-    for statement in DOWNGRADE:
-        op.execute(statement)
+    run(DOWNGRADE)

@@ -17,7 +17,7 @@ Revises: 0009_realtime
 
 from __future__ import annotations
 
-from alembic import op
+from gateway.db.migrations.ddl import run
 
 revision = "0010_event_function"
 down_revision = "0009_realtime"
@@ -86,10 +86,8 @@ DOWNGRADE = [
 
 
 def upgrade() -> None:
-    for statement in UPGRADE:
-        op.execute(statement)
+    run(UPGRADE)
 
 
 def downgrade() -> None:
-    for statement in DOWNGRADE:
-        op.execute(statement)
+    run(DOWNGRADE)
