@@ -139,6 +139,9 @@ class Settings:
     otlp_endpoint: str | None = None
     # The only documents this gateway runs ({sha256: document}); None: any document.
     trusted_documents: Path | None = None
+    # Development only: the user whose token GraphiQL's page carries (serve's embedded demo
+    # passes it to its worker processes this way).
+    graphiql_user: str | None = None
     limits: Limits = field(default_factory=Limits)
     realtime: Realtime = field(default_factory=Realtime)
     replicas: Replicas = field(default_factory=Replicas)
@@ -202,6 +205,7 @@ class Settings:
                 if env.get("GATEWAY_TRUSTED_DOCUMENTS") else None
             ),
             limits=limits,
+            graphiql_user=env.get("GATEWAY_GRAPHIQL_USER") or None,
             realtime=Realtime(
                 v1_poll_s=_float(env, "GATEWAY_V1_POLL_S", 2.0),
                 max_subscriptions_per_connection=_int(env, "GATEWAY_MAX_SUBSCRIPTIONS", 20),

@@ -545,3 +545,23 @@ async def test_graphiql_streams_a_subscription_without_network(
             assert browser.problems() == []
     finally:
         await owner.close()
+
+
+def test_every_worker_s_page_carries_the_demo_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve --workers N: the workers build their apps from the environment (the ASGI entry);
+    the demo user is passed there too, so the page has its token whichever worker answers."""
+    import uvicorn
+
+    from gateway.tools.cli import serve
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    for name in ("GATEWAY_GRAPHIQL_USER", "DATABASE_URL", "JWT_SECRET"):  # put back after
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(jwt_secret=JWT_SECRET, env="development",
+                        database_url="postgresql://authenticator@127.0.0.1:1/none")
+    serve.run_server(settings, "127.0.0.1", 8123, 2, False, graphiql_user=DEMO_USER_ID)
+    capsys.readouterr()
+    assert Settings.from_env().graphiql_user == DEMO_USER_ID  # what each worker reads

@@ -10,5 +10,6 @@ from gateway.http.protocol import warn_unless_head_bounded
 from gateway.http.runtime import tune_gc
 from gateway.settings import Settings
 
-app = warn_unless_head_bounded(create_app(Settings.from_env()))
+settings = Settings.from_env()
+app = warn_unless_head_bounded(create_app(settings, graphiql_user=settings.graphiql_user))
 tune_gc()

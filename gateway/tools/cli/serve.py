@@ -134,6 +134,8 @@ def run_server(
         # environment.
         os.environ["DATABASE_URL"] = settings.database_url or ""
         os.environ["JWT_SECRET"] = settings.jwt_secret or ""
+        if graphiql_user is not None:  # the demo user's token in every worker's page
+            os.environ["GATEWAY_GRAPHIQL_USER"] = graphiql_user
         uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
                     log_level="info", http=PROTOCOL)
         return
