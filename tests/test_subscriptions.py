@@ -789,3 +789,33 @@ async def test_a_migrated_v1_conversation_ends_its_subscriptions_naming_the_copy
         assert error["extensions"]["v2ConversationId"] == copy
         assert await s.message() == {"id": "1", "type": "complete"}
         await until(lambda: not app.state.hub.messages)
+
+
+async def test_a_write_through_one_worker_reaches_subscribers_of_another(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection, gateway_url: Any
+) -> None:
+    """Two workers (two apps, each with its engine, its hub and its LISTEN connection, as
+    uvicorn's worker processes have): a postMessage through one reaches the subscriber on the
+    other, for v1 (announced by the insert) and v2 (the trigger)."""
+    user = await make_user(owner)
+    v1 = await make_v1_conversation(owner, user)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    other = create_engine(gateway_url, settings, pool_size=2)
+    try:
+        async with serving(settings, engine) as writer, serving(settings, other) as reader, \
+                Socket.open(reader, bearer) as s:
+            await s.acked()
+            await s.follow(reader, "v2", v2)
+            await s.subscribe("v1", MESSAGE_ADDED, id=gid("V1Conversation", v1))
+            await until(watching(reader, "v1", v1))
+            await post(writer, bearer, gid("V2Conversation", v2), "v2 through the other")
+            await post(writer, bearer, gid("V1Conversation", v1), "v1 through the other")
+            texts = {}
+            for _ in range(2):
+                message = await s.message()
+                texts[message["id"]] = message["payload"]["data"]["messageAdded"]["text"]
+            assert texts == {"1": "v2 through the other", "v1": "v1 through the other"}
+            assert not writer.state.hub.messages  # the writer's worker holds no subscription
+    finally:
+        await other.dispose()
