@@ -139,6 +139,9 @@ class Settings:
     otlp_endpoint: str | None = None
     # The only documents this gateway runs ({sha256: document}); None: any document.
     trusted_documents: Path | None = None
+    # Browser origins allowed to call the graph from pages of their own (CORS on /graphql,
+    # and the WebSocket handshake); "*": any. Empty: same-origin pages only.
+    cors_origins: tuple[str, ...] = ()
     # Development only: the user whose token GraphiQL's page carries (serve's embedded demo
     # passes it to its worker processes this way).
     graphiql_user: str | None = None
@@ -206,6 +209,9 @@ class Settings:
             ),
             limits=limits,
             graphiql_user=env.get("GATEWAY_GRAPHIQL_USER") or None,
+            cors_origins=tuple(
+                o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
             realtime=Realtime(
                 v1_poll_s=_float(env, "GATEWAY_V1_POLL_S", 2.0),
                 max_subscriptions_per_connection=_int(env, "GATEWAY_MAX_SUBSCRIPTIONS", 20),

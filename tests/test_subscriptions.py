@@ -819,3 +819,46 @@ async def test_a_write_through_one_worker_reaches_subscribers_of_another(
             assert not writer.state.hub.messages  # the writer's worker holds no subscription
     finally:
         await other.dispose()
+
+
+async def test_pages_of_allowed_origins_may_call_the_graph(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """A frontend served from another origin (GATEWAY_CORS_ORIGINS): its preflight and POST
+    get CORS headers and its WebSocket handshake is accepted; another origin's are not."""
+    settings = replace(settings, cors_origins=("https://app.example",))
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    bearer = token(settings, user)
+    async with serving(settings, engine) as app, httpx.AsyncClient() as http:
+        url = f"http://{app.state.url}"
+        preflight = {"Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization, content-type"}
+        allowed = await http.options(url, headers={"Origin": "https://app.example", **preflight})
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        refused = await http.options(url, headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in refused.headers
+        answer = await http.post(url, json={"query": "{ viewer { id } }"}, headers={
+            "Origin": "https://app.example", "Authorization": f"Bearer {bearer}"})
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-request-id" in answer.headers["access-control-expose-headers"].lower()
+        assert answer.json()["data"]["viewer"]["id"]
+
+        async with websockets.connect(
+            f"ws://{app.state.url}", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            origin="https://app.example",  # type: ignore[arg-type]
+        ) as ws:
+            s = Socket(ws)
+            await ws.send(json.dumps({"type": "connection_init",
+                                      "payload": {"Authorization": f"Bearer {bearer}"}}))
+            await s.acked()
+            await s.follow(app, "v2", v2)
+        with pytest.raises(websockets.InvalidStatus) as rejected:
+            async with websockets.connect(
+                f"ws://{app.state.url}", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                origin="https://evil.example",  # type: ignore[arg-type]
+            ):
+                pass
+        assert rejected.value.response.status_code == 403

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway import tracing
@@ -101,7 +102,9 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql.endpoint, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", SubscriptionsView(schema, persisted)),
+            WebSocketRoute(
+                "/graphql", SubscriptionsView(schema, persisted, settings.cors_origins)
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *(graphiql.routes() if graphiql is not None else ()),
@@ -118,4 +121,15 @@ def create_app(
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None), app.state.hub)
     if settings.replicas.urls:
         app.add_middleware(ReadYourWrites, settings=settings)
+    if settings.cors_origins:
+        # Tokens travel in headers, never cookies: no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id",
+                           "x-mwplu-last-write"],
+            expose_headers=["x-request-id", "retry-after", "x-mwplu-last-write"],
+            max_age=600,
+        )
     return app

@@ -143,10 +143,18 @@ class SubscriptionsView(GraphQL[Subscriber, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, schema: strawberry.Schema, persisted: PersistedDocuments) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        persisted: PersistedDocuments,
+        allowed_origins: tuple[str, ...] = (),
+    ) -> None:
         self.persisted = persisted
         super().__init__(
             schema,
+            # pages of other origins (GATEWAY_CORS_ORIGINS); same-origin pages and clients
+            # that are not browsers always may
+            allowed_origins=allowed_origins,
             graphql_ide=None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
