@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 BASE = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
 MASK = (1 << 128) - 1

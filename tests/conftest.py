@@ -47,7 +47,7 @@ class Server:
         return await asyncpg.connect(
             user=url.username,
             password=url.password,
-            host=url.query.get("host") or url.host,  # type: ignore[arg-type]
+            host=url.query.get("host") or url.host,
             port=url.port,
             database=url.database,
         )

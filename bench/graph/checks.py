@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 
 from bench.graph.context import Context

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 
 import bench.soak

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from bench.graph.data import Database, connect_args
 from bench.graph.procfs import CLK_TCK, cpu_delta, cpu_ticks, descendants, status_kb

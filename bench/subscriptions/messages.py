@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from bench.subscriptions.clients import Client, receipts, until
 from bench.subscriptions.population import Population

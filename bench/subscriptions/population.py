@@ -7,7 +7,7 @@ import math
 import uuid
 from dataclasses import dataclass
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 CONNECTIONS_PER_VIEWER = 10  # the gateway's default GATEWAY_MAX_CONNECTIONS_PER_VIEWER
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from bench.subscriptions.clients import Client, receipts, until
 from bench.subscriptions.deliveries import Tally, check, expected

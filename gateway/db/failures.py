@@ -3,7 +3,7 @@ connection cut) rather than that a statement was wrong: the caller may retry tho
 
 from __future__ import annotations
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 

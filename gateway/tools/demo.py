@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from gateway.db import async_url, connect_args
 from gateway.tools.demo_content import (
