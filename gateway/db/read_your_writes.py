@@ -40,11 +40,12 @@ class WriteWindow:
     """One request's read-your-writes state: the token the client brought (unverified), and
     the viewer whose write this request committed (then the response carries a new token)."""
 
-    received: str | None = None
+    # the header's and the cookie's (a client may bring both, one of them stale)
+    received: tuple[str, ...] = ()
     written_by: Viewer | None = None
 
-    def recent_for(self, viewer: Viewer, settings: Settings) -> bool:
-        return self.received is not None and is_recent(self.received, viewer, settings)
+    def recent_for(self, viewer: Viewer, settings: Settings, now: float | None = None) -> bool:
+        return any(is_recent(token, viewer, settings, now) for token in self.received)
 
 
 # Set by the HTTP layer for the request it serves: ``Context`` (built by the endpoint) reads it
@@ -85,4 +86,5 @@ def is_recent(token: str, viewer: Viewer, settings: Settings, now: float | None 
     window_ms = settings.replicas.read_your_writes_s * 1000
     if not now_ms < until_ms <= now_ms + window_ms + 1000:
         return False
-    return hmac.compare_digest(mac, _mac(settings, viewer, until_ms))
+    # compare_digest refuses non-ASCII text (headers and cookies are read as latin-1)
+    return mac.isascii() and hmac.compare_digest(mac, _mac(settings, viewer, until_ms))

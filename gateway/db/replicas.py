@@ -191,9 +191,12 @@ class ReplicaSet:
             self._set(replica, "not a replica", None, "not in recovery: it does not follow "
                       "the primary", checked_at)
             return
-        reached = position if position is not None else row.received
-        behind = row.replayed is None or (reached is not None and row.replayed < reached)
-        lag = max(0.0, float(row.since_replay)) if behind else 0.0
+        # Without the primary's position the replica cannot be shown caught up (one whose
+        # replication stalled has replayed all it received): its lag is then the time since
+        # its last replayed commit, an upper bound, and a quiet primary only costs queries
+        # on the primary.
+        behind = position is None or row.replayed is None or row.replayed < position
+        lag = max(0.0, float(row.since_replay or 0.0)) if behind else 0.0
         status = "lagging" if lag > self.settings.max_lag_s else "ok"
         self._set(replica, status, lag, None, checked_at)
 

@@ -33,7 +33,9 @@ class ReadYourWrites:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
-        window = WriteWindow(connection.headers.get(HEADER) or connection.cookies.get(NAME))
+        window = WriteWindow(tuple(
+            t for t in (connection.headers.get(HEADER), connection.cookies.get(NAME)) if t
+        ))
         token = current_window.set(window)
 
         async def send_token(message: Message) -> None:
