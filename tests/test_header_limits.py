@@ -295,6 +295,17 @@ def test_a_request_target_over_64_kib_is_414(gateway: Gateway) -> None:
     assert status == 414
 
 
+def test_a_chunked_body_is_411_before_its_trailers_can_grow(gateway: Gateway) -> None:
+    """Trailer fields after a chunked body are gathered by the parser past every bound of the
+    head (24 MB of one grew the worker by 24 MB, with no answer and no timeout)."""
+    fields = [b"Content-Type: application/json", b"Transfer-Encoding: chunked"]
+    trailer = b"%x\r\n%s\r\n0\r\nX-Trailer: " % (len(QUERY), QUERY) + b"a" * MB
+    status, body, was_closed = refusal(gateway, head(fields) + trailer)
+    assert status == 411
+    assert b"Content-Length" in body
+    assert was_closed
+
+
 def test_pipelined_requests_with_large_bodies_are_answered(gateway: Gateway) -> None:
     # The head's byte count must not take in the end of the request before it.
     query = orjson.dumps({"query": "#" + "p" * 40_000 + "\n{ __typename }"})

@@ -162,6 +162,11 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if any(name == b"transfer-encoding" for name, _ in self.headers):
+            # A chunked body may end with trailer fields, which the parser gathers in memory
+            # past every bound above (and past the head's clock): refused, as HTTP allows.
+            self.refuse(411, "A request body needs a Content-Length (no chunked bodies).")
+            raise HeadRefused
         self.in_head = False
         self.disarm_head_timer()
         super().on_headers_complete()
