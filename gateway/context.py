@@ -62,6 +62,7 @@ class ConnectionGate:
 
 
 UNLIMITED = 2**31
+REPLICA_OPEN_S = 2.0  # at most this long to open a query's transaction on a replica
 _gates: weakref.WeakKeyDictionary[AsyncEngine, ConnectionGate] = weakref.WeakKeyDictionary()
 
 
@@ -131,7 +132,10 @@ class Context:
         ):
             while (replica := replicas.choose()) is not None:
                 try:
-                    opened = await _begin(replica.engine, self.viewer, self.settings)
+                    # A replica that hangs (a partition) is given up quickly, not after the
+                    # driver's own timeouts (15-60 s): the primary can take the query.
+                    async with asyncio.timeout(REPLICA_OPEN_S):
+                        opened = await _begin(replica.engine, self.viewer, self.settings)
                 except Exception as exc:
                     replicas.failed(replica, exc)
                     continue

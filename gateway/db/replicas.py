@@ -99,6 +99,7 @@ class ReplicaSet:
         self.served: Tally[str] = Tally()  # transactions opened, per target (metrics, tests)
         self._turn = 0
         self._watch: asyncio.Task[None] | None = None
+        self._closed = False  # disposed: no check loop starts again
 
     @classmethod
     def create(cls, settings: Settings, primary_url: str | URL | None) -> ReplicaSet:
@@ -133,12 +134,15 @@ class ReplicaSet:
 
     def start(self) -> None:
         """Check the replicas every ``check_s`` from now on, in the background."""
+        if self._closed:
+            return  # a request outliving the app's shutdown starts nothing
         if self._watch is None or self._watch.done():
             self._watch = asyncio.get_running_loop().create_task(
                 self._watch_loop(), name="mwplu replica checks"
             )
 
     async def dispose(self) -> None:
+        self._closed = True
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
