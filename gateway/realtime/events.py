@@ -14,7 +14,10 @@ from uuid import UUID
 
 import orjson
 
-CHANNEL = "mwplu_events"
+from gateway.store.chat_writes import CHANNEL
+
+__all__ = ["CHANNEL", "Event", "parse", "polled"]
+
 # a message added; a conversation's last_message_at moved; a v1 conversation migrated to v2
 MESSAGE, ACTIVITY, MIGRATED = "m", "c", "x"
 

@@ -21,6 +21,9 @@ from gateway.db import Db
 NIL = UUID(int=0)
 STORE_TABLES = {"v1": ("chat_conversations", "chat_messages"),
                 "v2": ("v2_conversations", "v2_messages")}
+# Where writes are announced for subscriptions (gateway.realtime listens; revision
+# 0009_realtime's triggers use the same name).
+CHANNEL = "mwplu_events"
 
 
 async def lock(db: Db, source: str, conversation_id: UUID) -> UUID | None:
@@ -77,7 +80,7 @@ SELECT checks.*, (SELECT m.id FROM m), {event} FROM checks
 # v1 tables get no trigger (DESIGN §10): a v1 message the gateway writes is announced by its
 # own statement, in the shape of v2's trigger (0009_realtime), delivered at COMMIT only.
 _V1_ANNOUNCE = (
-    "(SELECT pg_notify('mwplu_events', json_build_object('k', 'm', 's', 'v1', 'id', m.id, "
+    "(SELECT pg_notify(CAST(:channel AS text), json_build_object('k', 'm', 's', 'v1', 'id', m.id, "
     "'c', CAST(:conversation AS uuid), 'u', CAST(:user_id AS uuid), 'at', m.created_at)::text) "
     "FROM m)"
 )
@@ -189,6 +192,7 @@ async def insert_message(
             "source": source,
             "owner": owner,
             "key": key,
+            "channel": CHANNEL,
         },
     )
     first, reply_here, migrated_to, message_id, event_id = rows[0][:5]

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Row
+from gateway.store.chat_writes import CHANNEL
 
 CLAIM = text(
     "INSERT INTO migration_tracking (v1_conversation_id, migration_status, migrated_at) "
@@ -112,7 +113,7 @@ COPY = text(
     )
     SELECT (SELECT count(*) FROM done) AS conversations, (SELECT count(*) FROM src) AS messages,
       -- a v1 conversation's subscribers are told where it went (delivered at COMMIT)
-      (SELECT count(pg_notify('mwplu_events', json_build_object('k', 'x', 's', 'v1',
+      (SELECT count(pg_notify(CAST(:channel AS text), json_build_object('k', 'x', 's', 'v1',
           'id', b.v1_id, 'c', b.v1_id, 'u', b.user_id, 'to', b.v2_id)::text))
        FROM batch b JOIN done d ON d.id = b.tracking_id) AS announced
     """
@@ -175,6 +176,7 @@ async def copy_claimed(
                 "v2": [uuid.uuid4() for _ in claimed],
                 "projects": [project_id or uuid.uuid4() for _ in claimed],
                 "new_project": [project_id is None for _ in claimed],
+                "channel": CHANNEL,
             },
         )
     ).mappings().one()
