@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+
+import httpx
 
 
 def free_port() -> int:
@@ -41,3 +45,21 @@ async def served(app: Any, *, lifespan: str = "off") -> AsyncIterator[int]:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
         sock.close()
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[Any], *, within_s: float, every_s: float,
+    output: Callable[[], str],
+) -> None:
+    """Until ``url`` answers 200 (a server ``process`` started); fails with the process's
+    ``output`` if it exits, or after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        assert process.poll() is None, output()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {within_s:g} s"
+        time.sleep(every_s)

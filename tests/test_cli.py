@@ -19,7 +19,7 @@ import pytest
 
 from gateway.db import migrate
 from tests.conftest import Server, render
-from tests.serving import free_port
+from tests.serving import free_port, wait_until_answering
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-0123456789-0123456789-0123456789"
@@ -320,16 +320,11 @@ def test_commands_on_a_served_data_dir_leave_its_server_running(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # first start: initdb, migrations, demo data
-        while True:
-            assert serving.poll() is None, serving.stderr.read() if serving.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.5)
+        # first start: initdb, migrations, demo data
+        wait_until_answering(
+            f"{base}/readyz", serving, within_s=120, every_s=0.5,
+            output=lambda: serving.stderr.read() if serving.stderr else "",
+        )
         current = cli("db", "current", "--data-dir", data_dir, env=env)
         assert current.returncode == 0, current.stderr
         assert current.stdout.startswith(f"current: {migrate.head_revision()}")

@@ -19,14 +19,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
 from gateway.http.protocol import PROTOCOL
 from gateway.settings import Settings, SettingsError
 from tests.conftest import JWT_SECRET, Server, bearer, create_database, drop_database, render
-from tests.test_cli import free_port
+from tests.serving import free_port, wait_until_answering
 
 HEADER_TIMEOUT_S = 1.0
 USER = "0b9c5a52-3f0e-4d8e-9a55-7d3b1f4a2c61"
@@ -80,16 +79,8 @@ def running(argv: list[str], url: str, log: Path) -> Iterator[Gateway]:
             env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_until_answering(f"http://127.0.0.1:{port}/healthz", process, within_s=60,
+                             every_s=0.1, output=log.read_text)
         yield Gateway(port, process.pid, log)
     finally:
         process.terminate()
