@@ -172,6 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="profile N requests in-process with pyinstrument at the end")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                         help="sample the live gateway worker with py-spy under wrk load")
+    parser.add_argument("--py-spy-dir", type=Path, default=None, metavar="DIR",
+                        help="with --py-spy, keep the collapsed stacks here "
+                             "(pyspy-<workload>.txt, for flame graphs)")
     parser.add_argument("--profile-workloads", nargs="*", default=["R1"],
                         choices=WORKLOAD_KEYS,
                         help="workloads to profile (default R1; R2 gets N/20 requests)")

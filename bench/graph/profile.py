@@ -201,6 +201,9 @@ def py_spy_gateway(ctx: Context, workload: Workload, seconds: float) -> None:
     if record.returncode != 0 or not out.exists():
         print(f"py-spy: failed ({record.returncode}): {err.decode(errors='replace')[-400:]}")
         return
+    if ctx.args.py_spy_dir is not None:
+        ctx.args.py_spy_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, ctx.args.py_spy_dir / out.name)
     stacks: dict[str, int] = {}
     for line in out.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")

@@ -106,7 +106,7 @@ class Run:
         for type_name, key in keys:
             if key not in found[type_name]:
                 by_type.setdefault(type_name, {})[key] = None
-        await asyncio.gather(*(self.loader(t).load_many(list(ids)) for t, ids in by_type.items()))
+        await asyncio.gather(*(self.loader(t).load(tuple(ids)) for t, ids in by_type.items()))
 
     # -- the load phase --------------------------------------------------------------------------
 
