@@ -1,9 +1,8 @@
-"""RowsById: rows of one object type by id, with the columns an operation selects."""
+"""RowsById: rows by id, of every object type, with the columns an operation selects."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from uuid import UUID
 
 from aiodataloader import DataLoader
@@ -12,32 +11,61 @@ from gateway.db import Db
 from gateway.store import Record, select
 from gateway.store.graph import Entity
 
+# A type with at most this many ids to read shares a statement with the other such types of
+# the same step (records in arrays, ``select.by_ids_together``); more, and its own statement
+# of plain rows costs less (measured: the array form costs about 0.8 µs more per row in the
+# gateway and 0.6 µs more in PostgreSQL, a statement about 50 µs in each).
+SHARED_READ_ROWS = 32
 
-class RowsById(DataLoader[tuple[UUID, ...], None]):
-    """A key is a batch of ids (the ids of one type that one step of the engine needs): the
-    batches asked for in the same tick are read in one statement, and a batch is one future,
-    not one per id (a response of a thousand rows would otherwise schedule a thousand). The
-    rows land in ``found`` (the request's rows of this type, by id); an id not visible to the
-    viewer (or gone) stays absent."""
+
+class RowsById(DataLoader[tuple[str, tuple[UUID, ...]], None]):
+    """A key is (object type, a batch of ids): the ids of that type one step of the engine
+    needs. The batches asked for in the same tick are read together: one statement per type,
+    except that the small ones share one. A batch is one future, not one per id (a response
+    of a thousand rows would otherwise schedule a thousand). The rows land in ``found`` (the
+    request's rows, by type and id); an id not visible to the viewer (or gone) stays absent."""
 
     def __init__(
         self,
         db: Callable[[], Awaitable[Db]],
-        entity: Entity,
-        columns: Sequence[str],
-        found: MutableMapping[UUID, Record],
+        entities: Mapping[str, Entity],
+        columns: Mapping[str, Sequence[str]],
+        found: Mapping[str, MutableMapping[UUID, Record]],
     ) -> None:
         # no cache: ``found`` is the request's cache, by id
         super().__init__(max_batch_size=None, cache=False)
         self.db = db
-        self.entity = entity
+        self.entities = entities
         self.columns = columns
         self.found = found
 
-    async def batch_load_fn(self, batches: Sequence[tuple[UUID, ...]]) -> list[None]:
-        found = self.found
-        ids = list(dict.fromkeys(k for batch in batches for k in batch if k not in found))
-        if ids:
-            for row in await select.by_ids(await self.db(), self.entity, self.columns, ids):
-                found[row[0]] = row
+    async def batch_load_fn(self, batches: Sequence[tuple[str, tuple[UUID, ...]]]) -> list[None]:
+        wanted: dict[str, dict[UUID, None]] = {}
+        for type_name, ids in batches:
+            known = self.found[type_name]
+            missing = wanted.setdefault(type_name, {})
+            for key in ids:
+                if key not in known:
+                    missing[key] = None
+        small = [t for t, ids in wanted.items() if 0 < len(ids) <= SHARED_READ_ROWS]
+        alone = [t for t, ids in wanted.items() if len(ids) > SHARED_READ_ROWS]
+        if len(small) == 1:
+            alone, small = small + alone, []
+        db = await self.db()
+        if small:
+            read = await select.by_ids_together(
+                db, [(self.entities[t], self.columns.get(t, ()), list(wanted[t])) for t in small]
+            )
+            for type_name, rows in zip(small, read, strict=True):
+                self.keep(type_name, rows)
+        for type_name in alone:
+            self.keep(type_name, await select.by_ids(
+                db, self.entities[type_name], self.columns.get(type_name, ()),
+                list(wanted[type_name]),
+            ))
         return [None] * len(batches)
+
+    def keep(self, type_name: str, rows: Sequence[Record]) -> None:
+        found = self.found[type_name]
+        for row in rows:
+            found[row[0]] = row

@@ -36,6 +36,7 @@ from schema.migration import (
     RevertMigrationInput,
     RevertMigrationPayload,
 )
+from schema.prepared import RememberAccepted
 from schema.profile import Profile
 from schema.project import Project
 from schema.research import (
@@ -255,6 +256,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=256),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: AddValidationRules(rules),
+        # documents accepted by all of the above run without them next time (schema.prepared)
+        RememberAccepted,
     ]
     if not settings.introspection:
         extensions += [DisableIntrospection, NoSuggestions]

@@ -915,17 +915,22 @@ async def test_introspection_beside_data_fields_answers_both(
 async def test_a_listed_row_gone_before_it_is_read_is_a_located_error(
     plans: httpx.AsyncClient, data: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The listing reads the keys, then the rows: a row deleted in between is a null node (an
-    error at its path, as GraphQL says for a non-null field), never a crash of the request."""
-    by_ids = select.by_ids
+    """The listing of both stores reads the keys, then the rows: a row deleted in between is
+    a null node (an error at its path, as GraphQL says for a non-null field), never a crash of
+    the request. (A listing of one store reads its rows in the same statement.)"""
+    by_ids, by_ids_together = select.by_ids, select.by_ids_together
 
     async def losing_one(*args: Any, **kwargs: Any) -> list[Any]:
         return (await by_ids(*args, **kwargs))[1:]
 
+    async def losing_one_each(*args: Any, **kwargs: Any) -> list[list[Any]]:
+        return [rows[1:] for rows in await by_ids_together(*args, **kwargs)]
+
     monkeypatch.setattr(select, "by_ids", losing_one)
+    monkeypatch.setattr(select, "by_ids_together", losing_one_each)
     body = await gql(
         plans,
-        "{ conversations(first: 3, filter: {source: V2}) { edges { cursor node { id } }"
+        "{ conversations(first: 3) { edges { cursor node { id } }"
         " pageInfo { startCursor endCursor } } }",
         user=data["user"],
     )

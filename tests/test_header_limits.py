@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -147,9 +148,13 @@ def field_bytes(fields: Sequence[bytes]) -> int:
     return sum(len(field) - 2 for field in (HOST, *fields))
 
 
+_unread: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One response (status, headers, body by Content-Length)."""
-    data = b""
+    """One response (status, headers, body by Content-Length). What was received past it (the
+    next of pipelined responses, in the same packet) is kept for the next call."""
+    data = _unread.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"closed before a response: {data!r}"
@@ -162,6 +167,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[bytes, bytes], bytes]:
         chunk = sock.recv(65536)
         assert chunk, "closed in the body"
         body += chunk
+    body, _unread[sock] = body[:length], body[length:]
     return int(status_line.split()[1]), headers, body
 
 

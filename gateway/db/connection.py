@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from gateway.db.engine import driver_listeners
+from gateway.db.engine import listeners_of
 from gateway.tracing import statement_span
 
 
@@ -65,7 +65,7 @@ class Db:
         async with self._lock:
             if self._closed:
                 raise RuntimeError("the request's transaction is finished")
-            for listener in driver_listeners.get(self.conn.sync_engine, ()):
+            for listener in listeners_of(self.conn.sync_engine):
                 listener(query)
             self.statements += 1
             raw = driver(self.conn)

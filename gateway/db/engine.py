@@ -63,6 +63,24 @@ driver_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]
 driver_listeners = weakref.WeakKeyDictionary()
 
 
+def listeners_of(engine: Engine) -> list[Callable[[str], None]] | tuple[()]:
+    """The driver listeners of ``engine``, or of the engine it adds options to."""
+    return driver_listeners.get(getattr(engine, "_proxied", engine), ())
+
+
+_autocommit: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (its pool) with its connections in AUTOCOMMIT mode as they are checked out:
+    SQLAlchemy sends no BEGIN or COMMIT of its own (``open_transaction`` does), and the mode
+    is set with the checkout, not by a second call into SQLAlchemy's greenlet bridge."""
+    found = _autocommit.get(engine)
+    if found is None:
+        found = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
 @dataclass
 class StatementCounter:
     """Counts SQL statements sent through an engine; tests and the benchmark read it.

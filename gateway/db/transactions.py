@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.connection import Db, driver, send
-from gateway.db.engine import driver_listeners, pool_capacity
+from gateway.db.engine import autocommit, listeners_of, pool_capacity
 from gateway.db.failures import unavailable
 from gateway.settings import Settings
 
@@ -140,10 +140,9 @@ async def open_transaction(
     timeout) fails the set-up, which nothing depends on yet, and is replaced."""
     setup = begin_as(viewer, settings)
     for attempt in range(_attempts(engine), 0, -1):
-        conn = await engine.connect()
+        conn = await autocommit(engine).connect()
         try:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for listener in driver_listeners.get(engine.sync_engine, ()):
+            for listener in listeners_of(engine.sync_engine):
                 listener(setup)
             await send(conn, setup)
         except BaseException:

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import strawberry
-from opentelemetry.trace import SpanKind
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -44,7 +43,8 @@ from gateway.http.requests import (
 )
 from gateway.http.subscriptions import event_stream, wants_event_stream
 from gateway.settings import Settings
-from gateway.tracing import tracer
+from gateway.tracing import request_span
+from schema.prepared import execute_operation
 
 log = logging.getLogger("gateway.http")
 
@@ -67,9 +67,7 @@ class GraphQLEndpoint:
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = request_id_of(request)
-        with tracer.start_as_current_span(
-            "graphql request", kind=SpanKind.SERVER, attributes={"mwplu.request_id": request_id}
-        ) as span:
+        with request_span(request_id) as span:
             response = await self.answer(request, request_id)
             if not getattr(request.state, "page", False):
                 record(request, request_id, response, time.perf_counter() - started, span)
@@ -176,7 +174,8 @@ class GraphQLEndpoint:
         request.state.context = context
         committed = False
         try:
-            result = await self.schema.execute(
+            result = await execute_operation(
+                self.schema,
                 params.query,
                 variable_values=params.variables,
                 context_value=context,

@@ -3,7 +3,8 @@
 The listing is one statement: a UNION ALL of the two stores, each half carrying the keyset
 predicate and the filters, so Postgres merges two ordered index scans and stops after
 ``limit`` rows. It reads the keys only; the rows are read by id with what the query selects
-(``gateway.store.select``).
+(``gateway.store.select``). A listing of one store reads its rows in the same statement
+(``rows_sql``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from gateway.db import Db
 from gateway.store import Record
 from gateway.store.keyset import Keyset, newest_first_after
 
-ORDER = "ORDER BY last_message_at DESC NULLS LAST, id DESC"
+
+def order_by(alias: str | None = None) -> str:
+    """The listing's order (newest message first), of ``alias``'s columns."""
+    at = f"{alias}." if alias else ""
+    return f"ORDER BY {at}last_message_at DESC NULLS LAST, {at}id DESC"
+
+
+ORDER = order_by()
+TABLES = {"v1": "chat_conversations", "v2": "v2_conversations"}
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,8 @@ def listing_sql(
     halves, params = _halves(f, keyset)
     if not halves:
         return None
-    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
     parts = [
-        f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {tables[s]} c {where} "
+        f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {TABLES[s]} c {where} "
         f"{ORDER} LIMIT :limit)"
         for s, where in halves
     ]
@@ -115,13 +123,37 @@ def listing_sql(
     return sql, {**params, **kparams, "limit": limit}
 
 
+def sources(f: ConversationFilter) -> list[str]:
+    """The stores (``v1``, ``v2``) the filtered listing reads."""
+    return [source for source in ("v1", "v2") if _conditions(source, f) is not None]
+
+
+def rows_sql(
+    f: ConversationFilter, select: str, *, after: Keyset | None, limit: int
+) -> tuple[str, dict[str, object]] | None:
+    """The listing of a filter that reads one store, as rows: ``select`` (the read engine's
+    column list over ``t``, ``gateway.store.select``), then ``last_message_at``, in ``ORDER``.
+    One statement where the keys and then the rows by id took two. None when the filter reads
+    both stores (their rows differ) or neither."""
+    read = sources(f)
+    built = listing_sql(f, after=after, limit=limit)
+    if len(read) != 1 or built is None:
+        return None
+    table = TABLES[read[0]]
+    sql, params = built
+    return (
+        f"SELECT {select}, u.last_message_at FROM ({sql}) u JOIN {table} t ON t.id = u.id "
+        f"{order_by('u')}",
+        params,
+    )
+
+
 def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
     """A statement counting the filtered listing (0 when it excludes both stores)."""
     halves, params = _halves(f)
     if not halves:
         return "SELECT 0", {}
-    tables = {"v1": "chat_conversations", "v2": "v2_conversations"}
-    parts = [f"(SELECT count(*) FROM {tables[s]} c {where})" for s, where in halves]
+    parts = [f"(SELECT count(*) FROM {TABLES[s]} c {where})" for s, where in halves]
     return f"SELECT ({' + '.join(parts)})::int", params
 
 
@@ -132,6 +164,14 @@ async def listing(
     if built is None:
         return []
     return await db.fetch(*built)
+
+
+async def listing_rows(
+    db: Db, f: ConversationFilter, select: str, *, after: Keyset | None, limit: int
+) -> list[Record] | None:
+    """``rows_sql``'s rows (None: the filter reads both stores, or neither)."""
+    built = rows_sql(f, select, after=after, limit=limit)
+    return None if built is None else await db.fetch(*built)
 
 
 async def count(db: Db, f: ConversationFilter) -> int:

@@ -192,6 +192,17 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         return PageResult([], False, 0)
     db = await run.db()
     total = None
+    if name == "conversations" and len(store_of := conversation_store.sources(args["filter"])) == 1:
+        # one store: its rows come with the listing (ending with the cursor's instant)
+        type_name = f"{store_of[0].upper()}Conversation"
+        rows = await conversation_store.listing_rows(
+            db, args["filter"], run.select(type_name), after=connection.after, limit=limit + 1
+        )
+        assert rows is not None
+        if connection.counted:
+            total = await conversation_store.count(db, args["filter"])
+        run.remember(type_name, rows)
+        return page_of([(type_name, r, r[-1], r[0]) for r in rows], limit, total)
     if name in ("conversations", "researchHistory"):
         if name == "conversations":
             keys = await conversation_store.listing(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -66,7 +66,7 @@ class Run:
         # A subscription's event: the (type, id) of the row its field returns (EVENT).
         self.event = event
         self.errors: list[GraphQLError] = []
-        self._loaders: dict[str, RowsById] = {}
+        self._rows: RowsById | None = None
         self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
         self._pages: defaultdict[int, dict[UUID, PageResult]] = defaultdict(dict)
 
@@ -85,28 +85,36 @@ class Run:
         """Rows read in the operation's layout of ``type_name``: later loads of them by id
         need no statement (a reply to a message of the same page, a repeated profile)."""
         found = self._found[type_name]
-        for row in rows:
-            found.setdefault(row[0], row)
+        fresh = {row[0]: row for row in rows}
+        if found:
+            fresh.update(found)  # a row read earlier stays as it was
+        found.update(fresh)
 
-    def loader(self, type_name: str) -> RowsById:
-        loader = self._loaders.get(type_name)
-        if loader is None:
-            loader = self._loaders[type_name] = RowsById(
-                self.context.db,
-                ENTITIES[type_name],
-                self.plan.columns.get(type_name, []),
-                self._found[type_name],
-            )
-        return loader
+    @property
+    def rows(self) -> RowsById:
+        """The request's loader of rows by id (built on first use)."""
+        if self._rows is None:
+            self._rows = RowsById(self.context.db, ENTITIES, self.plan.columns, self._found)
+        return self._rows
 
-    async def load_keys(self, keys: Sequence[tuple[str, UUID]]) -> None:
+    async def load_keys(self, keys: Iterable[tuple[str, UUID]]) -> None:
         """Rows by (type, id) not read yet, one statement per type."""
-        by_type: dict[str, dict[UUID, None]] = {}
-        found = self._found
+        by_type: dict[str, list[UUID]] = {}
         for type_name, key in keys:
-            if key not in found[type_name]:
-                by_type.setdefault(type_name, {})[key] = None
-        await asyncio.gather(*(self.loader(t).load(tuple(ids)) for t, ids in by_type.items()))
+            by_type.setdefault(type_name, []).append(key)
+        await self.load_ids(by_type)
+
+    async def load_ids(self, by_type: Mapping[str, Iterable[UUID]]) -> None:
+        """Rows by id per type, those not read yet, one statement per type."""
+        found = self._found
+        batches = []
+        for type_name, ids in by_type.items():
+            known = found[type_name]
+            missing = tuple(k for k in dict.fromkeys(ids) if k not in known)
+            if missing:
+                batches.append(self.rows.load((type_name, missing)))
+        if batches:
+            await asyncio.gather(*batches)
 
     # -- the load phase --------------------------------------------------------------------------
 
@@ -114,51 +122,63 @@ class Run:
         """Load what the plans need below these rows, a level at a time: each level sends one
         statement per object type (whichever fields reach it) and one per page field."""
         level = [(plan, row) for plan, row in pairs if plan.relations and row is not None]
+        found = self._found
         while level:
-            groups: dict[int, tuple[ObjectPlan, list[Any]]] = {}
+            groups: dict[int, list[Any]] = {}
+            plans: dict[int, ObjectPlan] = {}
             for plan, row in level:
-                groups.setdefault(id(plan), (plan, []))[1].append(row)
-            follows: list[tuple[FieldPlan, list[tuple[str, UUID]]]] = []
+                rows = groups.get(id(plan))
+                if rows is None:
+                    rows = groups[id(plan)] = []
+                    plans[id(plan)] = plan
+                rows.append(row)
+            follows: list[tuple[FieldPlan, dict[str, list[UUID]]]] = []
             pages: list[tuple[FieldPlan, list[Any]]] = []
-            for plan, rows in groups.values():
-                for f in plan.relations:
+            wanted: dict[str, list[UUID]] = {}
+            for key, rows in groups.items():
+                for f in plans[key].relations:
                     if f.kind == PAGE:
                         pages.append((f, rows))
                         continue
-                    follows.append((f, self.keys_of(f, rows)))
+                    keys = self.keys_of(f, rows)
+                    follows.append((f, keys))
+                    for type_name, ids in keys.items():
+                        wanted.setdefault(type_name, []).extend(ids)
             _, *paged = await asyncio.gather(
-                self.load_keys([key for _, keys in follows for key in keys]),
-                *(self.follow_page(f, rows) for f, rows in pages),
+                self.load_ids(wanted), *(self.follow_page(f, rows) for f, rows in pages)
             )
             level = []
             for f, keys in follows:
-                for type_name, key in dict.fromkeys(keys):
+                for type_name, ids in keys.items():
                     target = f.targets.get(type_name)
-                    row = self.found(type_name, key)
-                    if target is not None and target.relations and row is not None:
-                        level.append((target, row))
+                    if target is None or not target.relations:
+                        continue
+                    rows_of = found[type_name]
+                    level.extend((target, rows_of[k]) for k in dict.fromkeys(ids) if k in rows_of)
             for next_pairs in paged:
                 level.extend(cast(list[tuple[ObjectPlan, Any]], next_pairs))
 
-    def keys_of(self, f: FieldPlan, rows: list[Any]) -> list[tuple[str, UUID]]:
-        """The (type, id) of the rows a ONE or MANY field reaches from ``rows``."""
-        keys: list[tuple[str, UUID]] = []
+    @staticmethod
+    def keys_of(f: FieldPlan, rows: list[Any]) -> dict[str, list[UUID]]:
+        """The ids, by type, of the rows a ONE or MANY field reaches from ``rows``."""
+        column = f.column
         if f.kind == MANY:
             (target,) = f.targets
-            for row in rows:
-                keys.extend((target, k) for k in row[f.column] or ())
-            return keys
-        for row in rows:
-            type_name = self.target_of(f, row)
-            key = row[f.column]
-            if type_name is not None and key is not None:
-                keys.append((type_name, key))
-        return keys
-
-    def target_of(self, f: FieldPlan, row: Any) -> str | None:
+            return {target: [k for row in rows for k in (row[column] or ())]}
         if f.by is None:
-            return next(iter(f.targets), None)
-        return f.by_store.get(row[f.by])
+            only = next(iter(f.targets), None)
+            if only is None:
+                return {}
+            return {only: [k for row in rows if (k := row[column]) is not None]}
+        # polymorphic (a v1 or v2 row): the type is in the row, column ``by``
+        by, by_store = f.by, f.by_store
+        keys: dict[str, list[UUID]] = {}
+        for row in rows:
+            key = row[column]
+            type_name = by_store.get(row[by])
+            if type_name is not None and key is not None:
+                keys.setdefault(type_name, []).append(key)
+        return keys
 
     async def follow_page(self, f: FieldPlan, rows: list[Any]) -> list[tuple[ObjectPlan, Any]]:
         """Read the pages of ``f`` of every row in ``rows``; returns the next level's pairs."""
@@ -207,7 +227,7 @@ class Run:
         run: without this, every row of the response would wait for the cycle collector
         (hundreds of records per request, and gen-2 collections growing with them)."""
         self.tally()
-        self._loaders.clear()
+        self._rows = None
         self._found.clear()
         self._pages.clear()
 
@@ -217,7 +237,7 @@ class Run:
         for type_name, key in READ_TALLIES.items():
             rows = self._found.get(type_name)
             if rows:
-                reads[key] += sum(1 for row in rows.values() if row is not None)
+                reads[key] += len(rows)  # rows read, by id (never None)
 
     async def execute(self) -> dict[str, Any] | None:
         """The response's data (None when a non-null root field is null); ``errors`` holds
@@ -267,7 +287,7 @@ class Run:
                 continue
             self.context.wrote = True
             self.tally()
-            self._loaders.clear()
+            self._rows = None
             self._found.clear()
             self._pages.clear()
             try:

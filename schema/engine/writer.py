@@ -262,14 +262,24 @@ class Generator:
             if sub.kind == CURSOR:
                 lines.append(f"    {value} = encode_cursor({kind}, first, key)")
             elif sub.kind == NODE:
-                writers = self.constant({t: self.object(p) for t, p in sub.targets.items()})
                 message = (
                     f"Cannot return null for non-nullable field {plan.node_type}Edge.node."
                 )
+                if len(sub.targets) == 1:
+                    # one type of node (a page of messages): its writer, called by name
+                    ((target, node_plan),) = sub.targets.items()
+                    lines.append(
+                        f"    {value} = (None if type_name != {target!r} or row is None else "
+                        f"{self.object(node_plan)}(row, (path, {sub.key!r}), F, P, R))"
+                    )
+                else:
+                    writers = self.constant({t: self.object(p) for t, p in sub.targets.items()})
+                    lines += [
+                        f"    writer = {writers}.get(type_name)",
+                        f"    {value} = (None if writer is None or row is None else "
+                        f"globals()[writer](row, (path, {sub.key!r}), F, P, R))",
+                    ]
                 lines += [
-                    f"    writer = {writers}.get(type_name)",
-                    f"    {value} = (None if writer is None or row is None else "
-                    f"globals()[writer](row, (path, {sub.key!r}), F, P, R))",
                     f"    if {value} is None:",
                     f"        R.null({self.constant(sub.nodes)}, (path, {sub.key!r}), "
                     f"{message!r})",
