@@ -13,7 +13,8 @@ What strawberry does around execution is kept: errors are logged by the schema's
 ``process_errors`` and masked by ``CodedMaskErrors``. A result with no data and only path-less
 errors (variables that do not coerce: no field ran, no statement was sent) is answered by the
 full pipeline instead, so that request errors read exactly as they do on a first request
-(``NoSuggestions`` and the rest).
+(``NoSuggestions`` and the rest). An exception outside any field (a bug) is an ``INTERNAL``
+error, masked and logged with its traceback, on either path.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from inspect import isawaitable
 from typing import Any, cast
 
 import strawberry
-from graphql import DocumentNode, ExecutionResult, OperationDefinitionNode
+from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationDefinitionNode
 from graphql.execution.execute import execute
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from schema.errors import CodedMaskErrors
+from schema.errors import CodedMaskErrors, should_mask
 from schema.execution import EngineExecutionContext
 
 PREPARED_SIZE = 512
@@ -51,7 +52,6 @@ class _Ran:
 
     context: Any
     query: str
-    result: ExecutionResult | None = None
 
 
 class Prepared:
@@ -135,32 +135,31 @@ async def execute_operation(
             query, operation_name, getattr(context_value, "settings", None)
         )
     if prepared is not None and prepared.operation_type in allowed_operation_types:
-        outcome = execute(
-            schema._schema,
-            prepared.document,
-            context_value=context_value,
-            variable_values=variable_values,
-            operation_name=operation_name,
-            executor_class=EngineExecutionContext,
-            is_awaitable=cast(Any, optimized_is_awaitable),
-            operation_extensions=operation_extensions,
-        )
-        result = await outcome if isawaitable(outcome) else outcome
+        ran = _Ran(context_value, query or "")
+        try:
+            outcome = execute(
+                schema._schema,
+                prepared.document,
+                context_value=context_value,
+                variable_values=variable_values,
+                operation_name=operation_name,
+                executor_class=EngineExecutionContext,
+                is_awaitable=cast(Any, optimized_is_awaitable),
+                operation_extensions=operation_extensions,
+            )
+            result = await outcome if isawaitable(outcome) else outcome
+        except Exception as exc:  # a bug outside any field: masked, logged with its traceback
+            error = GraphQLError(str(exc), original_error=exc)
+            return ExecutionResult(None, _processed(schema, [error], ran))
         errors = result.errors
         if not errors:
             return result
         refused = result.data is None and all(error.path is None for error in errors)
         if not refused or getattr(context_value, "used_database", False):
-            ran = _Ran(context_value, query or "", result)
-            schema.process_errors(errors, ran)  # type: ignore[arg-type]
-            masker = CodedMaskErrors()
-            masker.execution_context = ran  # type: ignore[assignment]
-            result.errors = [
-                masker.anonymise_error(e) if masker.should_mask_error(e) else e for e in errors
-            ]
+            result.errors = _processed(schema, errors, ran)
             return result
         # A request error (the variables): the full pipeline answers it. No field ran.
-    return await schema.execute(
+    answered = await schema.execute(
         query,
         variable_values=variable_values,
         context_value=context_value,
@@ -168,3 +167,29 @@ async def execute_operation(
         allowed_operation_types=allowed_operation_types,
         operation_extensions=operation_extensions,
     )
+    # An exception that escaped strawberry's execution comes back as a path-less error that
+    # no extension masked (it skipped their exit): masked here, as on the prepared path.
+    escaped = [e for e in answered.errors or () if e.path is None and e.original_error is not None
+               and should_mask(e)]
+    if escaped:
+        masker = _masker(_Ran(context_value, query or ""))
+        answered.errors = [
+            masker.anonymise_error(e) if e in escaped else e for e in answered.errors or ()
+        ]
+    return answered
+
+
+def _masker(ran: _Ran) -> CodedMaskErrors:
+    masker = CodedMaskErrors()
+    masker.execution_context = ran  # type: ignore[assignment]
+    return masker
+
+
+def _processed(
+    schema: strawberry.Schema, errors: list[GraphQLError], ran: _Ran
+) -> list[GraphQLError]:
+    """``errors`` logged and masked as strawberry's pipeline does (``process_errors``, then
+    ``CodedMaskErrors``)."""
+    schema.process_errors(errors, ran)  # type: ignore[arg-type]
+    masker = _masker(ran)
+    return [masker.anonymise_error(e) if masker.should_mask_error(e) else e for e in errors]

@@ -978,3 +978,46 @@ async def test_a_failed_load_below_the_root_is_a_masked_graphql_error(
     assert error["path"] == ["conversations"]
     assert "went away" not in response.text
     assert body["data"] is None
+
+
+class _Driver:
+    """``Db.fetch`` over a plain asyncpg connection (one that has decoded nothing yet)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        from gateway.db.connection import positional
+
+        query, names = positional(sql)
+        return list(await self.conn.fetch(query, *[(params or {})[n] for n in names]))
+
+
+async def test_every_declared_column_reads_alike_in_a_shared_statement(
+    data: dict[str, uuid.UUID], server: Any, database: str
+) -> None:
+    """Small reads of several types share a statement, their rows as records in arrays
+    (``select.by_ids_together``); asyncpg decodes a record's fields by the types it knows, so
+    every declared column of every type must come back as ``by_ids`` returns it, on a
+    connection that has decoded nothing before."""
+    from gateway.store.graph import ENTITIES, Scalar, ToMany, ToOne
+
+    conn = await server.connect(database)
+    try:
+        wanted = []
+        for entity in ENTITIES.values():
+            columns = [
+                f.sql if isinstance(f, Scalar) else f.key if isinstance(f, ToOne) else f.keys
+                for f in entity.fields.values()
+                if isinstance(f, (Scalar, ToOne, ToMany))
+            ]
+            ids = [r[0] for r in await conn.fetch(f"SELECT id FROM {entity.table} LIMIT 3")]
+            wanted.append((entity, columns, ids))
+        assert sum(1 for _, _, ids in wanted if ids) >= 12  # the fixture fills most types
+        together = await select.by_ids_together(_Driver(conn), wanted)
+        for (entity, columns, ids), rows in zip(wanted, together, strict=True):
+            alone = await select.by_ids(_Driver(conn), entity, columns, ids)
+            by_id = {r[0]: tuple(r) for r in alone}
+            assert len(rows) == len(ids) and {r[0]: r for r in rows} == by_id, entity.table
+    finally:
+        await conn.close()

@@ -218,3 +218,36 @@ def test_a_document_is_prepared_for_the_settings_that_accepted_it() -> None:
     prepared.add("subscription { a }", None, parse("subscription { a }"), settings)
     assert prepared.get("query Q { a }", "R", settings) is None
     assert prepared.get("subscription { a }", None, settings) is None
+
+
+async def test_an_exception_outside_any_field_is_masked_on_either_path(
+    gateway: tuple[httpx.AsyncClient, strawberry.Schema, Spy],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the engine itself (not in a field): strawberry hands it back as a path-less
+    error no extension masked; the prepared path would raise it. Both answer INTERNAL."""
+    from schema.engine.run import Run
+
+    client, _schema, spy = gateway
+    secret = "SECRET internal detail"
+
+    async def broken(_run: Run) -> Any:
+        raise KeyError(secret)
+
+    monkeypatch.setattr(Run, "execute", broken)
+    caplog.set_level(logging.INFO)
+    answers = []
+    for n in range(2):
+        response = await client.post(
+            "/graphql", json={"query": QUERY}, headers={**AS_USER, "X-Request-Id": f"req-bug-{n}"}
+        )
+        assert secret not in response.text
+        [error] = response.json()["errors"]
+        assert error["message"] == "Internal server error."
+        assert error["extensions"] == {"code": "INTERNAL", "requestId": f"req-bug-{n}"}
+        answers.append((response.status_code, response.json()["data"]))
+        logged = [r for r in caplog.records if f"req-bug-{n}" in r.getMessage()]
+        assert any(r.exc_info and secret in str(r.exc_info[1]) for r in logged), caplog.text
+    assert spy.calls == 1  # the second went through the prepared operation
+    assert answers[0] == answers[1] == (200, None)

@@ -35,7 +35,9 @@ async def by_ids_together(
     """``by_ids`` of several entities in one statement (one round trip instead of one each):
     each entity's rows come as an array of records, in ``wanted``'s order. Records in arrays
     cost PostgreSQL and the driver more per row than plain rows, so this is for small reads
-    (a mutation's payload, a level of a few rows per type)."""
+    (a mutation's payload, a level of a few rows per type). The driver decodes a record's
+    fields by the types it knows without asking the server: every declared column is checked
+    to read alike both ways on a fresh connection (``tests/test_engine.py``)."""
     parts = []
     params: dict[str, object] = {}
     for index, (entity, columns, ids) in enumerate(wanted):

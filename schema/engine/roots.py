@@ -201,7 +201,7 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         assert rows is not None
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
-        run.remember(type_name, rows)
+        run.remember(type_name, rows[:limit])  # the one past the page only says that more follow
         return page_of([(type_name, r, r[-1], r[0]) for r in rows], limit, total)
     if name in ("conversations", "researchHistory"):
         if name == "conversations":

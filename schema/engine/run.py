@@ -85,10 +85,10 @@ class Run:
         """Rows read in the operation's layout of ``type_name``: later loads of them by id
         need no statement (a reply to a message of the same page, a repeated profile)."""
         found = self._found[type_name]
-        fresh = {row[0]: row for row in rows}
-        if found:
-            fresh.update(found)  # a row read earlier stays as it was
-        found.update(fresh)
+        if found:  # a row read earlier stays as it was
+            found.update({row[0]: row for row in rows if row[0] not in found})
+        else:
+            found.update({row[0]: row for row in rows})
 
     @property
     def rows(self) -> RowsById:
