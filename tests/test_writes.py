@@ -526,3 +526,32 @@ async def test_the_event_function_writes_only_for_the_callers_conversation(
     assert await owner.fetchval(
         "SELECT count(*) FROM analytics.chat_events WHERE conversation_id = $1", theirs
     ) == 1
+
+
+async def test_a_mutations_plan_is_reused_with_each_requests_own_input(
+    client: httpx.AsyncClient, people: dict[str, uuid.UUID], owner: asyncpg.Connection
+) -> None:
+    """The plan of a mutation is remembered without its input (every post has its own text),
+    so each request's input must still be its own; a variable the payload's selection uses
+    (a page size) still gives it its own plan."""
+    from schema.engine import cache as plan_cache
+
+    conversation = gid("V2Conversation", await make_v2_conversation(owner, people["user"]))
+    document = """mutation Post($input: PostMessageInput!, $n: Int) { postMessage(input: $input) {
+      message { text } conversation { messages(first: $n) { edges { node { text } } } } } }"""
+    before = len(plan_cache._plans)
+    texts = []
+    for n, text in ((1, "première"), (1, "deuxième"), (2, "troisième")):
+        body = ok(await gql(client, document, {**post_input(conversation, text), "n": n},
+                            user=people["user"]))
+        texts.append((body["postMessage"]["message"]["text"],
+                      len(body["postMessage"]["conversation"]["messages"]["edges"])))
+    assert texts == [("première", 1), ("deuxième", 1), ("troisième", 2)]
+    assert len(plan_cache._plans) == before + 2  # one plan per page size, not per text
+    stored = await owner.fetch("SELECT message FROM v2_messages ORDER BY conversation_turn")
+    assert [r["message"] for r in stored][-3:] == ["première", "deuxième", "troisième"]
+    # an input refused when it is read (NUL) is refused on a remembered plan too
+    refused = await gql(client, document, {**post_input(conversation, "a\u0000b"), "n": 1},
+                        user=people["user"])
+    assert codes(refused) == ["BAD_USER_INPUT"]
+    assert await owner.fetchval("SELECT count(*) FROM v2_messages WHERE message LIKE 'a%b'") == 0
