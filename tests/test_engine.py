@@ -1021,3 +1021,25 @@ async def test_every_declared_column_reads_alike_in_a_shared_statement(
             assert len(rows) == len(ids) and {r[0]: r for r in rows} == by_id, entity.table
     finally:
         await conn.close()
+
+
+async def test_a_node_querys_plan_is_reused_for_other_ids_of_the_same_types(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection
+) -> None:
+    """``node(id:)`` plans are remembered per type of the ids, not per id: each request still
+    answers for its own ids."""
+    document = "query N($id: ID!) { node(id: $id) { id __typename ... on Conversation { title } } }"
+    v2 = [r["id"] for r in await owner.fetch("SELECT id FROM v2_conversations LIMIT 3")]
+    v1 = [r["id"] for r in await owner.fetch("SELECT id FROM chat_conversations LIMIT 2")]
+    before = len(plan_cache._plans)
+    asked = [gid("V2Conversation", i) for i in v2] + [gid("V1Conversation", i) for i in v1]
+    for wanted in asked:
+        body = ok(await gql(plans, document, {"id": wanted}, user=data["admin"]))
+        assert body["node"]["id"] == wanted
+    assert len(plan_cache._plans) == before + 2  # one plan per type
+    many = "query M($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    for ids in (asked[:2], asked[1:3], asked[3:5], [asked[0], asked[4]]):
+        body = ok(await gql(plans, many, {"ids": ids}, user=data["admin"]))
+        assert [n["id"] for n in body["nodes"]] == ids
+    refused = await gql(plans, document, {"id": "not an id"}, user=data["admin"])
+    assert codes(refused) == ["BAD_USER_INPUT"]

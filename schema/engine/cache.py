@@ -2,8 +2,9 @@
 
 A mutation's plan does not depend on the values of its root fields' arguments (its input is
 checked and used by the mutation when it runs; only its payload's selection is planned), and
-each post of a message has its own text: a mutation's plan is remembered without them, and
-its root fields' arguments are read again for every request.
+each post of a message has its own text; a ``node(id:)`` query's plan depends on the type of
+the id, and clients ask for many ids. Both are remembered without those values, which are read
+again for every request: a plan compiled per request cost more than the rest of a small query.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FragmentDetails, GroupedFieldSet
 
+from gateway.errors import GatewayError
+from resolvers.ids import from_global_id
 from schema.engine.compile import CompileError, Compiler
-from schema.engine.plan import MUTATION, OperationPlan
+from schema.engine.plan import MUTATION, NODES, OperationPlan
 
 PLAN_CACHE_SIZE = 512
 _plans: OrderedDict[tuple[int, int, str], tuple[Any, Any, OperationPlan | CompileError]]
@@ -44,26 +47,36 @@ def compile_operation(
     A plan depends only on the schema, the operation (strawberry's parser cache hands the same
     document to every request with the same text) and the variables' values, so it is
     remembered for those; the entry keeps both objects, so their ids cannot be reused while it
-    lives."""
+    lives. Two kinds of operation are remembered without the arguments of their root fields,
+    which are read again for each request: mutations (the plan is their payload's selection)
+    and ``node``/``nodes`` queries (the plan depends on the types of the ids, not on which
+    ids)."""
     coerced = getattr(variable_values, "coerced", variable_values)
-    mutation = operation.operation == OperationType.MUTATION
-    if mutation:
+    compiler = Compiler(schema, fragments, variable_values, operation)
+    # None: the plan is remembered for every variable's value; else the ids of the request's
+    # ``node`` fields (none for a mutation), read again for each request
+    per_request: list[list[tuple[str, Any]]] | None = None
+    if operation.operation == OperationType.MUTATION:
+        per_request = []
+    elif operation.operation == OperationType.QUERY:
+        per_request = node_ids(compiler, root_type, fields)
+    shape = ""
+    if per_request is not None:
         shaping = shape_variables(operation, fragments)
         coerced = {name: value for name, value in coerced.items() if name in shaping}
-    key = (id(schema), id(operation), repr(sorted(coerced.items())))
+        shape = repr([[type_name for type_name, _ in ids] for ids in per_request])
+    key = (id(schema), id(operation), repr(sorted(coerced.items())) + shape)
     cached = _plans.get(key)
     if cached is not None and cached[0] is schema and cached[1] is operation:
         _plans.move_to_end(key)
         result = cached[2]
-        if mutation and isinstance(result, OperationPlan):
-            return with_arguments(result, Compiler(schema, fragments, variable_values, operation),
-                                  root_type, fields)
+        if per_request is not None and isinstance(result, OperationPlan):
+            return with_arguments(result, compiler, root_type, fields, per_request)
     else:
-        compiler = Compiler(schema, fragments, variable_values, operation)
         try:
             result = compiler.operation_plan(root_type, fields)
         except CompileError as error:
-            if mutation:
+            if per_request is not None:
                 raise  # refused for these arguments: another request's may be fine
             # Kept without its traceback: the frames of the request that compiled it.
             result = CompileError(error.error.with_traceback(None), error.nodes, error.path)
@@ -77,16 +90,47 @@ def compile_operation(
     return result
 
 
+def node_ids(
+    compiler: Compiler, root_type: GraphQLObjectType, fields: GroupedFieldSet
+) -> list[list[tuple[str, Any]]] | None:
+    """The decoded ids of each ``node``/``nodes`` root field, when the query asks for nothing
+    else (``__typename`` aside); None otherwise, or when an id does not decode (the compiler
+    then refuses it)."""
+    decoded: list[list[tuple[str, Any]]] = []
+    for key, details in fields.items():
+        name = details[0].node.name.value
+        if name == "__typename":
+            continue
+        if name not in ("node", "nodes"):
+            return None
+        compiler.path = [key]
+        try:
+            args = compiler.arguments(root_type.fields[name], details)
+            given = [args["id"]] if name == "node" else list(args["ids"])
+            decoded.append([from_global_id(i) for i in given])
+        except (CompileError, GatewayError):
+            return None
+    return decoded
+
+
 def with_arguments(
-    plan: OperationPlan, compiler: Compiler, root_type: GraphQLObjectType, fields: GroupedFieldSet
+    plan: OperationPlan,
+    compiler: Compiler,
+    root_type: GraphQLObjectType,
+    fields: GroupedFieldSet,
+    ids: list[list[tuple[str, Any]]],
 ) -> OperationPlan:
-    """``plan`` with its mutations' arguments read from this request's variables."""
+    """``plan`` with this request's arguments of its root fields: a mutation's read from the
+    variables, a ``node``'s ids (``ids``, one list per ``node``/``nodes`` field)."""
     roots = []
+    given = iter(ids)
     for root, (key, details) in zip(plan.roots, fields.items(), strict=True):
         if root.kind == MUTATION:
             compiler.path = [key]
             field_def = root_type.fields[details[0].node.name.value]
             root = dataclasses.replace(root, args=compiler.arguments(field_def, details))
+        elif root.kind == NODES:
+            root = dataclasses.replace(root, ids=next(given))
         roots.append(root)
     return OperationPlan(roots, plan.columns)
 
@@ -97,8 +141,8 @@ _shaping: dict[int, tuple[OperationDefinitionNode, frozenset[str]]] = {}
 def shape_variables(
     operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
 ) -> frozenset[str]:
-    """The variables a mutation's plan may depend on: those used anywhere but in the
-    arguments of its root fields (directives, the payload's selection, fragments)."""
+    """The variables a plan remembered without its root arguments may depend on: those used
+    anywhere but in the arguments of its root fields (directives, the selections, fragments)."""
     known = _shaping.get(id(operation))
     if known is not None and known[0] is operation:
         return known[1]
