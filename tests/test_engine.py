@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -1024,11 +1025,13 @@ async def test_every_declared_column_reads_alike_in_a_shared_statement(
 
 
 async def test_a_node_querys_plan_is_reused_for_other_ids_of_the_same_types(
-    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``node(id:)`` plans are remembered per type of the ids, not per id: each request still
     answers for its own ids."""
     document = "query N($id: ID!) { node(id: $id) { id __typename ... on Conversation { title } } }"
+    monkeypatch.setattr(plan_cache, "_plans", OrderedDict())  # whatever ran before
     v2 = [r["id"] for r in await owner.fetch("SELECT id FROM v2_conversations LIMIT 3")]
     v1 = [r["id"] for r in await owner.fetch("SELECT id FROM chat_conversations LIMIT 2")]
     before = len(plan_cache._plans)

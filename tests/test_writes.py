@@ -529,13 +529,17 @@ async def test_the_event_function_writes_only_for_the_callers_conversation(
 
 
 async def test_a_mutations_plan_is_reused_with_each_requests_own_input(
-    client: httpx.AsyncClient, people: dict[str, uuid.UUID], owner: asyncpg.Connection
+    client: httpx.AsyncClient, people: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The plan of a mutation is remembered without its input (every post has its own text),
     so each request's input must still be its own; a variable the payload's selection uses
     (a page size) still gives it its own plan."""
+    from collections import OrderedDict
+
     from schema.engine import cache as plan_cache
 
+    monkeypatch.setattr(plan_cache, "_plans", OrderedDict())  # whatever ran before
     conversation = gid("V2Conversation", await make_v2_conversation(owner, people["user"]))
     document = """mutation Post($input: PostMessageInput!, $n: Int) { postMessage(input: $input) {
       message { text } conversation { messages(first: $n) { edges { node { text } } } } } }"""
