@@ -102,6 +102,8 @@ class Context:
     committed: bool = field(default=False, init=False)
     # where the transaction runs: the primary, or a replica's name (gateway.db.replicas)
     target: str = field(default=PRIMARY, init=False)
+    # the operation's statements all read or write by key: generic plans (``begin_as``)
+    generic_plans: bool = field(default=False, init=False)
     # gives the connection's turn back (ConnectionGate), once it is back in the pool
     _release: Callable[[], None] | None = field(default=None, init=False)
 
@@ -135,14 +137,16 @@ class Context:
                     # A replica that hangs (a partition) is given up quickly, not after the
                     # driver's own timeouts (15-60 s): the primary can take the query.
                     async with asyncio.timeout(REPLICA_OPEN_S):
-                        opened = await _begin(replica.engine, self.viewer, self.settings)
+                        opened = await _begin(
+                            replica.engine, self.viewer, self.settings, self.generic_plans
+                        )
                 except Exception as exc:
                     replicas.failed(replica, exc)
                     continue
                 self.target = replica.name
                 replicas.served[replica.name] += 1
                 return opened
-        opened = await _begin(self.engine, self.viewer, self.settings)
+        opened = await _begin(self.engine, self.viewer, self.settings, self.generic_plans)
         if replicas is not None:
             replicas.served[PRIMARY] += 1
         return opened
@@ -186,13 +190,13 @@ class Context:
 
 
 async def _begin(
-    engine: AsyncEngine, viewer: Viewer, settings: Settings
+    engine: AsyncEngine, viewer: Viewer, settings: Settings, generic_plans: bool = False
 ) -> tuple[AsyncConnection, Callable[[], None]]:
     """A transaction on ``engine`` as ``viewer``, once the engine's gate gives a turn; and
     what gives the turn back."""
     release = await gate_of(engine).turn()
     try:
-        return await open_transaction(engine, viewer, settings), release
+        return await open_transaction(engine, viewer, settings, generic_plans), release
     except BaseException:
         release()
         raise

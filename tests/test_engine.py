@@ -1046,3 +1046,28 @@ async def test_a_node_querys_plan_is_reused_for_other_ids_of_the_same_types(
         assert [n["id"] for n in body["nodes"]] == ids
     refused = await gql(plans, document, {"id": "not an id"}, user=data["admin"])
     assert codes(refused) == ["BAD_USER_INPUT"]
+
+
+async def test_operations_by_key_take_generic_plans_and_listings_do_not(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    statements: StatementCounter,
+) -> None:
+    """A transaction whose statements all go by key asks PostgreSQL for generic plans (its
+    custom plans cost more to make than to run); one with a root listing or statistics keeps
+    the server's choice. (The corpus above checks the answers of both kinds.)"""
+    conversation = await owner.fetchval("SELECT id FROM v2_conversations LIMIT 1")
+    by_key = (
+        "query K($id: ID!) { node(id: $id) { id ... on V2Conversation { title messages(first: 2)"
+        " { totalCount edges { node { text } } } } } viewer { id } }"
+    )
+    listing = "{ conversations(first: 2) { edges { node { id } } } }"
+    stats = "{ chatEventStats(groupBy: [SOURCE]) { source events } }"
+    for query, variables, generic in (
+        (by_key, {"id": gid("V2Conversation", conversation)}, True),
+        (listing, None, False),
+        (stats, None, False),
+    ):
+        statements.reset()
+        ok(await gql(plans, query, variables, user=data["admin"]))
+        (setup,) = [s for s in statements.statements if "set_config('role'" in s]
+        assert ("force_generic_plan" in setup) is generic, setup

@@ -144,3 +144,10 @@ class OperationPlan:
     roots: list[RootPlan]
     # Column SQL per object type, in row order after the id (``gateway.store.select``).
     columns: dict[str, list[str]]
+
+    @property
+    def keyed(self) -> bool:
+        """Whether every statement the operation sends reads (or writes) rows by key: by id,
+        or below a parent's id; no root listing or statistics, whose filters and page sizes
+        a generic plan would not see (``gateway.db.transactions.begin_as``)."""
+        return all(root.kind not in (LISTING, VALUE) for root in self.roots)
