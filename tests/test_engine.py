@@ -1071,3 +1071,32 @@ async def test_operations_by_key_take_generic_plans_and_listings_do_not(
         ok(await gql(plans, query, variables, user=data["admin"]))
         (setup,) = [s for s in statements.statements if "set_config('role'" in s]
         assert ("force_generic_plan" in setup) is generic, setup
+
+
+async def test_a_reply_to_a_message_of_the_same_page_costs_no_statement(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    statements: StatementCounter,
+) -> None:
+    """Page rows are remembered by id only when something in the operation looks their type up
+    by id (``OperationPlan.by_id``): a reply to a message of the same page is then found, not
+    read again; without a ``replyTo`` they are only written."""
+    conversation = await factories.make_v2_conversation(owner, data["user"], messages=3)
+    first, second = [r["id"] for r in await owner.fetch(
+        "SELECT id FROM v2_messages WHERE conversation_id = $1 ORDER BY conversation_turn "
+        "LIMIT 2", conversation)]
+    await owner.execute(
+        "UPDATE v2_messages SET reply_to_message_id = $1 WHERE id = $2", first, second
+    )
+    query = (
+        "query R($id: ID!) { node(id: $id) { ... on V2Conversation { messages(first: 10) {"
+        " edges { node { id %s } } } } } }"
+    )
+    for selection, replies in (("replyTo { id }", True), ("", False)):
+        statements.reset()
+        body = ok(await gql(plans, query % selection, {"id": gid("V2Conversation", conversation)},
+                            user=data["user"]))
+        nodes = [e["node"] for e in body["node"]["messages"]["edges"]]
+        assert len(nodes) == 3
+        if replies:
+            assert nodes[1]["replyTo"] == {"id": nodes[0]["id"]}
+        assert statements.reads == 2, statements.statements  # the conversation, its page

@@ -132,7 +132,7 @@ def with_arguments(
         elif root.kind == NODES:
             root = dataclasses.replace(root, ids=next(given))
         roots.append(root)
-    return OperationPlan(roots, plan.columns)
+    return OperationPlan(roots, plan.columns, plan.by_id)
 
 
 _shaping: dict[int, tuple[OperationDefinitionNode, frozenset[str]]] = {}

@@ -69,6 +69,7 @@ from schema.engine.plan import (
     RootPlan,
     ValueField,
     ValuePlan,
+    read_by_id,
 )
 from schema.engine.writer import root_writers
 
@@ -419,4 +420,4 @@ class Compiler:
                 plan = roots.compile_root(self, root, field_def, details)
             plan.writers = root_writers(root)
             plans.append(plan)
-        return OperationPlan(plans, self.columns)
+        return OperationPlan(plans, self.columns, read_by_id(plans))

@@ -145,9 +145,45 @@ class OperationPlan:
     # Column SQL per object type, in row order after the id (``gateway.store.select``).
     columns: dict[str, list[str]]
 
+    # The object types whose rows the run looks up by id (``read_by_id``).
+    by_id: frozenset[str] = frozenset()
+
     @property
     def keyed(self) -> bool:
         """Whether every statement the operation sends reads (or writes) rows by key: by id,
         or below a parent's id; no root listing or statistics, whose filters and page sizes
         a generic plan would not see (``gateway.db.transactions.begin_as``)."""
         return all(root.kind not in (LISTING, VALUE) for root in self.roots)
+
+
+def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
+    """The object types whose rows a run looks up by id: the targets of to-one and to-many
+    fields and of the root fields that are not listings. The rows of a page of any other
+    type are only written and counted, never remembered by id (``Run.follow_page``)."""
+    types: set[str] = set()
+    seen: set[int] = set()
+
+    def walk(plan: ObjectPlan) -> None:
+        if id(plan) in seen:
+            return
+        seen.add(id(plan))
+        for f in plan.relations:
+            if f.kind in (ONE, MANY):
+                types.update(f.targets)
+                targets: list[ObjectPlan] = list(f.targets.values())
+            else:
+                assert f.connection is not None
+                targets = [p for plans in f.connection.node_plans for p in plans.values()]
+            for target in targets:
+                walk(target)
+
+    for root in roots:
+        types.update(root.field.targets)
+        for target in root.field.targets.values():
+            walk(target)
+        if root.field.connection is not None:
+            for plans in root.field.connection.node_plans:
+                for target in plans.values():
+                    walk(target)
+    return frozenset(types)
+

@@ -67,6 +67,7 @@ class Run:
         self.event = event
         self.errors: list[GraphQLError] = []
         self._rows: RowsById | None = None
+        self._paged: dict[str, int] = {}  # page rows read but not remembered, by type
         self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
         self._pages: defaultdict[int, dict[UUID, PageResult]] = defaultdict(dict)
 
@@ -202,7 +203,10 @@ class Run:
         counts = (
             await select.page_counts(db, entity, declared, parents) if connection.counted else {}
         )
-        self.remember(target, page_rows)
+        if target in self.plan.by_id:
+            self.remember(target, page_rows)
+        else:  # nothing looks these rows up by id: counted for the metrics, not remembered
+            self._paged[target] = self._paged.get(target, 0) + len(page_rows)
         by_parent: dict[UUID, list[Any]] = {p: [] for p in parents}
         for row in page_rows:
             by_parent[row[-1]].append(row)
@@ -229,6 +233,7 @@ class Run:
         self.tally()
         self._rows = None
         self._found.clear()
+        self._paged.clear()
         self._pages.clear()
 
     def tally(self) -> None:
@@ -236,8 +241,9 @@ class Run:
         reads = self.context.reads
         for type_name, key in READ_TALLIES.items():
             rows = self._found.get(type_name)
-            if rows:
-                reads[key] += len(rows)  # rows read, by id (never None)
+            read = (len(rows) if rows else 0) + self._paged.get(type_name, 0)
+            if read:
+                reads[key] += read  # rows read, by id (never None), and page rows
 
     async def execute(self) -> dict[str, Any] | None:
         """The response's data (None when a non-null root field is null); ``errors`` holds
@@ -289,6 +295,7 @@ class Run:
             self.tally()
             self._rows = None
             self._found.clear()
+            self._paged.clear()
             self._pages.clear()
             try:
                 payload, row = await roots.run_mutation(self, root)
