@@ -169,14 +169,18 @@ async def execute_operation(
     )
     # An exception that escaped strawberry's execution comes back as a path-less error that
     # no extension masked (it skipped their exit): masked here, as on the prepared path.
-    escaped = [e for e in answered.errors or () if e.path is None and e.original_error is not None
-               and should_mask(e)]
-    if escaped:
+    if any(_escaped(e) for e in answered.errors or ()):
         masker = _masker(_Ran(context_value, query or ""))
         answered.errors = [
-            masker.anonymise_error(e) if e in escaped else e for e in answered.errors or ()
+            masker.anonymise_error(e) if _escaped(e) else e for e in answered.errors or ()
         ]
     return answered
+
+
+def _escaped(error: GraphQLError) -> bool:
+    """An internal error no extension masked: path-less, raised by the server's code (a
+    masked error has no original error; a rejected document's is the client's)."""
+    return error.path is None and error.original_error is not None and should_mask(error)
 
 
 def _masker(ran: _Ran) -> CodedMaskErrors:

@@ -113,6 +113,14 @@ class Socket:
     async def message(self, within: float = 5.0) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.ws.recv(), within))  # type: ignore[no-any-return]
 
+    async def texts_by_subscription(self, count: int) -> dict[str, str]:
+        """The text of the next ``count`` messageAdded events, by subscription id."""
+        texts = {}
+        for _ in range(count):
+            message = await self.message()
+            texts[message["id"]] = message["payload"]["data"]["messageAdded"]["text"]
+        return texts
+
     async def nothing(self, within: float = 0.5) -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(self.ws.recv(), within)
@@ -574,11 +582,9 @@ async def test_behind_pgbouncer_with_a_direct_listen_url(
                 await until(watching(app, "v1", v1))
                 await add_v2_message(owner, v2, user, "through PgBouncer")
                 await post(app, bearer, gid("V1Conversation", v1), "posted through PgBouncer")
-                texts = {}
-                for _ in range(2):
-                    message = await s.message()
-                    texts[message["id"]] = message["payload"]["data"]["messageAdded"]["text"]
-                assert texts == {"v2": "through PgBouncer", "v1": "posted through PgBouncer"}
+                assert await s.texts_by_subscription(2) == {
+                    "v2": "through PgBouncer", "v1": "posted through PgBouncer"
+                }
         finally:
             await engine.dispose()
 
@@ -811,11 +817,9 @@ async def test_a_write_through_one_worker_reaches_subscribers_of_another(
             await until(watching(reader, "v1", v1))
             await post(writer, bearer, gid("V2Conversation", v2), "v2 through the other")
             await post(writer, bearer, gid("V1Conversation", v1), "v1 through the other")
-            texts = {}
-            for _ in range(2):
-                message = await s.message()
-                texts[message["id"]] = message["payload"]["data"]["messageAdded"]["text"]
-            assert texts == {"1": "v2 through the other", "v1": "v1 through the other"}
+            assert await s.texts_by_subscription(2) == {
+                "1": "v2 through the other", "v1": "v1 through the other"
+            }
             assert not writer.state.hub.messages  # the writer's worker holds no subscription
     finally:
         await other.dispose()

@@ -163,6 +163,11 @@ def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
     types: set[str] = set()
     seen: set[int] = set()
 
+    def below(f: FieldPlan) -> list[ObjectPlan]:
+        """The plans of the objects ``f`` reaches: its targets, or its connection's nodes."""
+        nodes = f.connection.node_plans if f.connection is not None else []
+        return [*f.targets.values(), *(p for plans in nodes for p in plans.values())]
+
     def walk(plan: ObjectPlan) -> None:
         if id(plan) in seen:
             return
@@ -170,20 +175,12 @@ def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
         for f in plan.relations:
             if f.kind in (ONE, MANY):
                 types.update(f.targets)
-                targets: list[ObjectPlan] = list(f.targets.values())
-            else:
-                assert f.connection is not None
-                targets = [p for plans in f.connection.node_plans for p in plans.values()]
-            for target in targets:
+            for target in below(f):
                 walk(target)
 
     for root in roots:
         types.update(root.field.targets)
-        for target in root.field.targets.values():
+        for target in below(root.field):
             walk(target)
-        if root.field.connection is not None:
-            for plans in root.field.connection.node_plans:
-                for target in plans.values():
-                    walk(target)
     return frozenset(types)
 
