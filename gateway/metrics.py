@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,6 +41,7 @@ class Metrics:
         """``engine``: the app's engine once it has one (the lifespan may create it later);
         ``hub``: the app's subscriptions."""
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "mwplu_graphql_requests", "GraphQL requests answered",
             ["operation_type", "outcome"], registry=self.registry,
@@ -83,15 +85,24 @@ class Metrics:
         reads: Tally[tuple[str, str]], writes: Tally[tuple[str, str]],
     ) -> None:
         """One answered request; ``writes`` only when its transaction committed."""
-        self.requests.labels(operation_type, outcome).inc()
-        self.duration.labels(operation_type).observe(seconds)
+        self.labelled(self.requests, operation_type, outcome).inc()
+        self.labelled(self.duration, operation_type).observe(seconds)
         if statements:
             self.statements.inc(statements)
         for (kind, source), count in reads.items():
             counter = self.conversations_read if kind == "conversations" else self.messages_read
-            counter.labels(source).inc(count)
+            self.labelled(counter, source).inc(count)
         for (_, source), count in writes.items():
-            self.messages_written.labels(source).inc(count)
+            self.labelled(self.messages_written, source).inc(count)
+
+    def labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: a child is the same object for its values
+        (nothing here removes one), and ``labels`` checks and locks on every call."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

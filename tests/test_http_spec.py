@@ -449,3 +449,34 @@ async def test_graphql_http_server_audits_all_pass(
     counts = summary["summary"]
     assert counts["error"] == counts["warn"] == counts["notice"] == 0, report
     assert counts["ok"] == summary["total"] > 50, report
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "{ cities(first: 2) { totalCount edges { node { name } } } }"},
+        {"query": COERCION, "variables": {"n": "two"}},
+        {"query": UNKNOWN_FIELD},
+        "not a GraphQL request",
+    ],
+)
+async def test_post_graphql_answers_alike_past_starlettes_router(
+    settings: Settings, engine: AsyncEngine, body: Any
+) -> None:
+    """``GatewayApp`` hands ``POST /graphql`` straight to the endpoint: the answer (status,
+    headers, body) is the one Starlette's middleware and router give."""
+    answers = []
+    for direct in (True, False):
+        app = create_app(settings, engine=engine)
+        if not direct:
+            app.graphql = None
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+            sent = {"json": body} if isinstance(body, dict) else {"content": body}
+            response = await c.post(
+                "/graphql", headers={"x-request-id": "same", **bearer(USER)}, **sent
+            )
+        answers.append((response.status_code, sorted(response.headers.items()), response.content))
+    assert answers[0] == answers[1]
+    assert answers[0][1]  # headers were compared, and a body
+    assert answers[0][2]

@@ -4,8 +4,8 @@ shape of error responses."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from typing import Any, NamedTuple
 
 import orjson
@@ -61,7 +61,7 @@ def request_id_of(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given is not None and REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -10,11 +10,13 @@ again for every request: a plan compiled per request cost more than the rest of 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from typing import Any
 
 from graphql import (
     FieldNode,
+    GraphQLError,
     GraphQLObjectType,
     GraphQLSchema,
     Node,
@@ -23,6 +25,7 @@ from graphql import (
     VariableNode,
 )
 from graphql.execution.collect_fields import FragmentDetails, GroupedFieldSet
+from graphql.execution.values import get_argument_values
 
 from gateway.errors import GatewayError
 from resolvers.ids import from_global_id
@@ -95,22 +98,30 @@ def node_ids(
 ) -> list[list[tuple[str, Any]]] | None:
     """The decoded ids of each ``node``/``nodes`` root field, when the query asks for nothing
     else (``__typename`` aside); None otherwise, or when an id does not decode (the compiler
-    then refuses it)."""
+    then refuses it). The ids are strings as graphql-core coerces them (no input objects to
+    convert), and a NUL in one fails to decode."""
     decoded: list[list[tuple[str, Any]]] = []
-    for key, details in fields.items():
+    for details in fields.values():
         name = details[0].node.name.value
         if name == "__typename":
             continue
         if name not in ("node", "nodes"):
             return None
-        compiler.path = [key]
         try:
-            args = compiler.arguments(root_type.fields[name], details)
+            args = get_argument_values(
+                root_type.fields[name], details[0].node, compiler.variable_values
+            )
             given = [args["id"]] if name == "node" else list(args["ids"])
-            decoded.append([from_global_id(i) for i in given])
-        except (CompileError, GatewayError):
+            decoded.append([decode_id(i) for i in given])
+        except (GraphQLError, GatewayError):
             return None
     return decoded
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE * 8)
+def decode_id(value: str) -> tuple[str, Any]:
+    """``from_global_id``, remembered: clients ask for the same ids again and again."""
+    return from_global_id(value)
 
 
 def with_arguments(
