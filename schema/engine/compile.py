@@ -36,13 +36,13 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import get_argument_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
 
 from gateway.errors import BadUserInput, GatewayError
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
 from resolvers.ids import time_keyset, to_global_id
 from schema.common import page_size
 from schema.engine import roots
+from schema.engine.arguments import Arguments, arguments_converter
 from schema.engine.plan import (
     CURSOR,
     DBID,
@@ -128,6 +128,10 @@ def _stored(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+# each field's argument converter, with the field it was built for (ids are reused)
+_converters: dict[int, tuple[Any, Arguments]] = {}
+
+
 class Compiler:
     def __init__(
         self,
@@ -180,13 +184,15 @@ class Compiler:
             refused = BadUserInput("string arguments cannot contain the NUL character (\\u0000)")
             raise CompileError(refused, tuple(d.node for d in details), list(self.path))
         definition = field_def.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
-        strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
-        return convert_arguments(
-            raw,
-            definition.arguments,
-            scalar_registry=strawberry_schema.schema_converter.scalar_registry,
-            config=strawberry_schema.config,
-        )
+        known = _converters.get(id(definition))
+        if known is None or known[0] is not definition:
+            strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
+            known = _converters[id(definition)] = (definition, arguments_converter(
+                definition.arguments,
+                strawberry_schema.schema_converter.scalar_registry,
+                strawberry_schema.config,
+            ))
+        return known[1](raw)
 
     def checked(self, check: Callable[[], Any], details: FieldDetailsList) -> Any:
         try:
