@@ -26,8 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
 
+from gateway.db import in_use
 from gateway.db.replicas import replicas_of
 from gateway.realtime import Hub
 
@@ -56,15 +56,15 @@ class Metrics:
             registry=self.registry,
         )
         self.pool_in_use = Gauge(
-            "mwplu_db_pool_in_use", "Database connections checked out", registry=self.registry
+            "mwplu_db_pool_in_use", "Database connections in use (not kept idle)",
+            registry=self.registry,
         )
 
-        def in_use() -> float:
+        def connections_in_use() -> float:
             current = engine()
-            pool = current.sync_engine.pool if current is not None else None
-            return float(pool.checkedout()) if isinstance(pool, QueuePool) else 0.0
+            return float(in_use(current)) if current is not None else 0.0
 
-        self.pool_in_use.set_function(in_use)
+        self.pool_in_use.set_function(connections_in_use)
         self.conversations_read = Counter(
             "mwplu_conversations_read", "Conversations read, per store", ["source"],
             registry=self.registry,

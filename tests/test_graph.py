@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.db import StatementCounter
+from gateway.db import StatementCounter, in_use
 from tests.factories import (
     at,
     insert,
@@ -1293,4 +1293,4 @@ async def test_a_field_error_next_to_sql_backed_siblings_is_a_coded_error(
     # then the error is BAD_USER_INPUT and the connection went back to the pool
     assert codes(body) == ["BAD_USER_INPUT"]
     assert body["data"] == {"node": None}
-    assert engine.pool.checkedout() == 0
+    assert in_use(engine) == 0

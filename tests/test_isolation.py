@@ -18,13 +18,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.context import ConnectionGate, Context
-from gateway.db import StatementCounter, Viewer, create_engine
+from gateway.db import StatementCounter, Viewer, create_engine, pooled, transactions
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import shared
@@ -586,7 +586,8 @@ async def pooled_client(
 
 
 async def leftovers(engine: AsyncEngine) -> dict[str, Any]:
-    async with engine.connect() as conn:
+    """What the connection the next request gets carries (the one the last kept)."""
+    async with pooled(engine) as conn:
         row = (await conn.execute(LEFTOVERS)).mappings().one()
     return dict(row)
 
@@ -694,12 +695,12 @@ async def test_a_request_cancelled_mid_transaction_leaves_a_clean_pool(
 
 
 async def test_a_late_request_does_not_take_the_connection_from_a_waiting_one(
-    one_connection: AsyncEngine, settings: Settings
+    one_connection: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Turns at the pool are first come, first served: a request that arrives just as the
-    connection comes back (here: at the pool's checkin) waits behind the one already waiting.
-    SQLAlchemy's async pool alone hands it the connection, and under load the same requests
-    lost that race again and again (``gateway.context.ConnectionGate``)."""
+    connection comes back (here: as the transaction that held it gives it back) waits behind
+    the one already waiting. SQLAlchemy's async pool alone hands it the connection, and under
+    load the same requests lost that race again and again (``gateway.context.ConnectionGate``)."""
 
     def context() -> Context:
         return Context(
@@ -719,19 +720,17 @@ async def test_a_late_request_does_not_take_the_connection_from_a_waiting_one(
     await asyncio.sleep(0.05)
     assert order == [], "the one connection is taken: the request waits"
     late: list[asyncio.Task[None]] = []
+    give_back = transactions.give_back
 
-    def arrive(*_: Any) -> None:
+    async def arrive(conn: Any) -> None:
+        await give_back(conn)
         if not late:
             late.append(asyncio.get_running_loop().create_task(request("late", context())))
 
-    pool = one_connection.sync_engine.pool
-    event.listen(pool, "checkin", arrive)
-    try:
-        await holder.finish(commit=True)
-        await asyncio.wait_for(asyncio.gather(waiting, *late), 10)
-    finally:
-        event.remove(pool, "checkin", arrive)
-    assert late, "no request arrived at the checkin"
+    monkeypatch.setattr(transactions, "give_back", arrive)
+    await holder.finish(commit=True)
+    await asyncio.wait_for(asyncio.gather(waiting, *late), 10)
+    assert late, "no request arrived as the connection came back"
     assert order == ["waiting", "late"]
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import StatementCounter, create_engine
+from gateway.db import StatementCounter, create_engine, pooled
 from gateway.http.app import create_app
 from gateway.settings import Limits, Settings
 from gateway.store import shared
@@ -662,7 +662,7 @@ async def test_the_timeout_does_not_outlive_the_request(
     engine: AsyncEngine, client: httpx.AsyncClient, probe: list[dict[str, Any]]
 ) -> None:
     accepted(await post(client, COUNTED))
-    async with engine.connect() as conn:
+    async with pooled(engine) as conn:  # the connection the request gave back
         timeout = (await conn.execute(text("SHOW statement_timeout"))).scalar()
         role = (await conn.execute(text("SELECT current_user"))).scalar()
     assert timeout == "0"
@@ -714,7 +714,7 @@ async def test_the_client_side_command_timeout_bounds_a_frozen_server(
             monkeypatch.undo()
             assert accepted(await post(client, "{ __typename }")) == {"__typename": "Query"}
             assert accepted(await post(client, "{ viewer { id } }")) == {"viewer": None}
-        async with engine.connect() as conn:
+        async with pooled(engine) as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
     finally:
         await engine.dispose()

@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import create_engine, migrate
+from gateway.db import create_engine, in_use, migrate, release_idle
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.tools.embedded import EmbeddedPostgres
@@ -172,7 +172,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> boo
 
 async def assert_pool_clean(engine: AsyncEngine, rounds: int = 3) -> None:
     """No pooled connection carries an open transaction: hold every connection the pool may
-    hand out at once, and ask each (driver and server) whether a transaction is open."""
+    hand out at once, and ask each (driver and server) whether a transaction is open (the
+    connections kept between requests first go back to the pool)."""
+    assert in_use(engine) == 0
+    await release_idle(engine)
     assert engine.pool.checkedout() == 0
     size = engine.pool.size()  # type: ignore[attr-defined]
     for _ in range(rounds):
@@ -290,7 +293,7 @@ async def test_client_disconnect_during_migration_is_all_or_nothing(
 
         # then, once the gateway is done with the abandoned requests …
         async def quiet() -> bool:
-            return bool(engine.pool.checkedout() == 0 and await owner.fetchval(BUSY) == 0)
+            return bool(in_use(engine) == 0 and await owner.fetchval(BUSY) == 0)
 
         assert await eventually(quiet, within=10), await owner.fetch(
             "SELECT usename, state, query FROM pg_stat_activity WHERE datname = current_database()"

@@ -26,7 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from gateway.auth import issue_token
-from gateway.db import StatementCounter, create_engine, migrate
+from gateway.db import (
+    StatementCounter,
+    Viewer,
+    create_engine,
+    end_transaction,
+    in_use,
+    migrate,
+    open_transaction,
+)
 from gateway.http.app import create_app
 from gateway.settings import Realtime, Settings
 from gateway.tools.embedded import EmbeddedPostgres
@@ -401,6 +409,31 @@ async def test_events_survive_a_lost_listen_connection(
         texts = [(await s.message())["payload"]["data"]["messageAdded"]["text"] for _ in "ab"]
         assert texts == ["while away", "after"]
         await s.nothing()
+
+
+async def test_listen_reconnects_while_request_transactions_keep_every_connection(
+    settings: Settings, engine: AsyncEngine, owner: asyncpg.Connection
+) -> None:
+    """Request transactions keep their connections (``gateway.db.take_connection``): with
+    every place in the pool kept, the lost LISTEN connection takes a kept one instead of
+    waiting for the pool's timeout (30 s)."""
+    user = await make_user(owner)
+    v2 = await make_v2_conversation(owner, user)
+    async with serving(settings, engine) as app, Socket.open(app, token(settings, user)) as s:
+        await s.acked()
+        await s.follow(app, "v2", v2)
+        sources = app.state.hub.sources
+        size = engine.pool.size()  # type: ignore[attr-defined]
+        opened = await asyncio.gather(
+            *(open_transaction(engine, Viewer.service(), settings) for _ in range(size))
+        )
+        for conn in opened:
+            await end_transaction(conn, commit=True)
+        assert engine.pool.checkedout() == size and in_use(engine) == 0  # type: ignore[attr-defined]
+        assert await owner.fetchval("SELECT pg_terminate_backend($1)", sources.backend_pid)
+        await until(lambda: sources.reconnections >= 1 and sources.listening.is_set())
+        await add_v2_message(owner, v2, user, "after")
+        assert (await s.message())["payload"]["data"]["messageAdded"]["text"] == "after"
 
 
 async def test_server_sent_events(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,9 +21,13 @@ from gateway.db import (
     Db,
     StatementCounter,
     Viewer,
+    create_engine,
     end_transaction,
+    in_use,
     literal,
     open_transaction,
+    pooled,
+    release_idle,
     viewer_transaction,
 )
 from gateway.settings import Settings
@@ -70,7 +76,7 @@ async def test_the_viewers_claims_reach_the_transaction_intact(
     assert row["timeout"] != "0"
     # one set-up statement, then the read; the settings were local to the transaction
     assert [SETUP_MARKER in s for s in statements.statements] == [True, False]
-    async with engine.connect() as conn:
+    async with pooled(engine) as conn:  # the connection the transaction gave back
         assert (await conn.execute(text("SELECT current_user"))).scalar() == "authenticator"
 
 
@@ -185,3 +191,79 @@ async def test_a_rollback_on_a_connection_the_server_dropped_logs_one_line(
     assert len(records) <= 1 and all(r.exc_info is None for r in records), records
     async with viewer_transaction(engine, Viewer.service(), settings) as db:  # the pool is fine
         assert await db.scalar(text("SELECT 1")) == 1
+
+
+async def test_the_next_transaction_takes_the_connection_the_last_one_gave_back(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """A connection whose transaction ended is kept for the next (no checkout from the pool):
+    it counts as checked out of the pool, not as in use."""
+    used = {id(await _driver_used(engine, settings)) for _ in range(5)}
+    assert len(used) == 1
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert in_use(engine) == 0
+    await release_idle(engine)
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_kept_connection_is_lent_to_other_users_of_the_pool(
+    gateway_url: URL, settings: Settings
+) -> None:
+    """With every connection of the pool kept, a user outside request transactions (the
+    readiness check) is lent one instead of waiting for the pool's timeout."""
+    one = create_engine(gateway_url, settings, pool_size=1)
+    try:
+        used = await _driver_used(one, settings)
+        async with asyncio.timeout(5):
+            async with pooled(one) as conn:
+                lent = (await conn.get_raw_connection()).driver_connection
+                assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        assert lent is used
+        assert await _driver_used(one, settings) is used
+    finally:
+        await one.dispose()
+
+
+async def test_disposing_of_the_engine_closes_its_kept_connections(
+    gateway_url: URL, settings: Settings, owner: asyncpg.Connection, route: str
+) -> None:
+    pooled_engine = create_engine(gateway_url, settings, pool_size=2)
+    first, second = await asyncio.gather(
+        *(open_transaction(pooled_engine, Viewer.service(), settings) for _ in range(2))
+    )
+    drivers = [c.sync_connection.connection.driver_connection for c in (first, second)]  # type: ignore[union-attr]
+    pids = [await Db(c).scalar(text("SELECT pg_backend_pid()")) for c in (first, second)]
+    for conn in (first, second):
+        await end_transaction(conn, commit=True)
+    assert in_use(pooled_engine) == 0
+    assert not any(d.is_closed() for d in drivers)  # type: ignore[union-attr]
+    await pooled_engine.dispose()
+    assert all(d.is_closed() for d in drivers)  # type: ignore[union-attr]
+    if route == "direct":  # (PgBouncer keeps its own server connections)
+        for _ in range(100):  # the server sees the connections close
+            left = await owner.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+            )
+            if not left:
+                break
+            await asyncio.sleep(0.02)
+        assert left == 0
+
+
+async def test_a_connection_past_the_pools_recycle_age_is_not_kept(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    first = await _driver_used(engine, settings)
+    engine.sync_engine.pool._recycle = 0  # type: ignore[attr-defined]
+    assert await _driver_used(engine, settings) is first  # given back past its age: not kept
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await _driver_used(engine, settings) is not first  # the pool replaced it
+    assert first.is_closed()
+
+
+async def _driver_used(engine: AsyncEngine, settings: Settings) -> Any:
+    """The driver connection a request transaction ran on."""
+    conn = await open_transaction(engine, Viewer.service(), settings)
+    used = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    await end_transaction(conn, commit=True)
+    return used

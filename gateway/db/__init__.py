@@ -4,8 +4,9 @@ read-your-writes token in ``read_your_writes``) and the Alembic revisions (``mig
 ``migrations/``).
 
 The request boundary owns the transaction: ``open_transaction`` begins it as the viewer and
-``end_transaction`` commits or rolls back. Store functions take the resulting ``Db`` and never
-commit.
+``end_transaction`` commits or rolls back, keeping the connection for the next request
+(``pooled`` lends kept connections to other users, ``in_use`` counts the others). Store
+functions take the resulting ``Db`` and never commit.
 """
 
 from gateway.db.connection import Db, positional
@@ -17,9 +18,13 @@ from gateway.db.transactions import (
     become,
     begin_as,
     end_transaction,
+    in_use,
     literal,
     open_transaction,
+    pooled,
+    release_idle,
     statement_timeout_ms,
+    take_connection,
     viewer_settings,
     viewer_transaction,
 )
@@ -39,11 +44,15 @@ __all__ = [
     "connect_args",
     "create_engine",
     "end_transaction",
+    "in_use",
     "literal",
     "open_transaction",
     "pool_capacity",
+    "pooled",
     "positional",
+    "release_idle",
     "statement_timeout_ms",
+    "take_connection",
     "viewer_settings",
     "viewer_transaction",
 ]

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from gateway.db.connection import Db, driver, send
 from gateway.db.engine import autocommit, listeners_of, pool_capacity
@@ -141,7 +145,8 @@ def _attempts(engine: AsyncEngine) -> int:
 async def open_transaction(
     engine: AsyncEngine, viewer: Viewer, settings: Settings, generic_plans: bool = False
 ) -> AsyncConnection:
-    """A pooled connection with a transaction open as ``viewer``.
+    """A connection with a transaction open as ``viewer``: one that a request transaction
+    gave back (``take_connection``), else one from the pool.
 
     Statements go through SQLAlchemy as usual; the connection is in its AUTOCOMMIT mode, so
     SQLAlchemy sends no BEGIN or COMMIT of its own, and ``end_transaction`` ends the
@@ -152,7 +157,7 @@ async def open_transaction(
     timeout) fails the set-up, which nothing depends on yet, and is replaced."""
     setup = begin_as(viewer, settings, generic_plans)
     for attempt in range(_attempts(engine), 0, -1):
-        conn = await autocommit(engine).connect()
+        conn = await take_connection(engine)
         try:
             for listener in listeners_of(engine.sync_engine):
                 listener(setup)
@@ -171,12 +176,12 @@ async def open_transaction(
 
 
 async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
-    """COMMIT (or ROLLBACK) what ``open_transaction`` began and return the connection to the
-    pool. A COMMIT that fails, or that the server answers with ROLLBACK (the transaction had
-    failed), is an error: nothing is reported written that was not. A ROLLBACK that cannot be
-    sent (the connection broke, or a cancelled statement left it invalid) discards the
-    connection, and with it the transaction, without an error of its own: the request is
-    already failing for its own reason."""
+    """COMMIT (or ROLLBACK) what ``open_transaction`` began and give the connection back
+    (``give_back``). A COMMIT that fails, or that the server answers with ROLLBACK (the
+    transaction had failed), is an error: nothing is reported written that was not. A ROLLBACK
+    that cannot be sent (the connection broke, or a cancelled statement left it invalid)
+    discards the connection, and with it the transaction, without an error of its own: the
+    request is already failing for its own reason."""
     if conn.invalidated:
         await conn.close()
         if commit:
@@ -196,7 +201,7 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
     except BaseException:
         await _discard(conn)
         raise
-    await conn.close()
+    await give_back(conn)
     if commit and status != "COMMIT":
         raise RuntimeError(f"the transaction was not committed (the server answered {status})")
 
@@ -207,6 +212,129 @@ async def _discard(conn: AsyncConnection) -> None:
         await conn.invalidate()
     finally:
         await conn.close()
+
+
+# -- connections kept between request transactions --------------------------------------------
+#
+# Checking a connection out of SQLAlchemy's pool and back in (a Connection object, two calls
+# through its greenlet bridge, the isolation level set and reset) cost ~45 µs of CPU per
+# request, 8 % of a small query's. A connection whose transaction ended cleanly is kept for the
+# next request instead, still checked out and in AUTOCOMMIT mode, per event loop (a driver
+# connection belongs to the loop it was opened on). Kept connections count as checked out:
+# ``in_use`` leaves them out, ``pooled`` hands them to other users of the engine, and
+# ``release_idle`` gives them back to the pool. Disposing of the engine closes them.
+
+
+@dataclass
+class _Idle:
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncConnection]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+    def of_loop(self) -> list[AsyncConnection]:
+        loop = asyncio.get_running_loop()
+        found = self.by_loop.get(loop)
+        if found is None:
+            found = self.by_loop[loop] = []
+        return found
+
+
+_idle: weakref.WeakKeyDictionary[Engine, _Idle] = weakref.WeakKeyDictionary()
+OPENED = "mwplu_opened"  # when the driver connection was first checked out (its info dict)
+
+
+def _idle_of(engine: AsyncEngine) -> _Idle:
+    sync = engine.sync_engine
+    sync = getattr(sync, "_proxied", sync)  # an engine with execution options: its own
+    found = _idle.get(sync)
+    if found is None:
+        found = _idle[sync] = _Idle()
+        event.listen(sync, "engine_disposed", _close_idle)
+    return found
+
+
+async def take_connection(engine: AsyncEngine) -> AsyncConnection:
+    """A kept connection of ``engine`` (the one given back last), else a new checkout."""
+    kept = _idle_of(engine).of_loop()
+    if kept:
+        return kept.pop()
+    conn = await autocommit(engine).connect()
+    conn.sync_connection.info.setdefault(OPENED, time.monotonic())  # type: ignore[union-attr]
+    return conn
+
+
+async def give_back(conn: AsyncConnection) -> None:
+    """Keep ``conn`` for the next request, unless the pool would have replaced it by now
+    (``pool_recycle``) or it is not usable as it is."""
+    sync = conn.sync_connection
+    # SQLAlchemy's own transaction (begun with the first statement; nothing at the server in
+    # AUTOCOMMIT mode) goes on to the next request as it is, while it is usable
+    transaction = sync.get_transaction() if sync is not None else None
+    pool = conn.sync_engine.pool
+    recycle = getattr(pool, "_recycle", -1)
+    if (
+        sync is None
+        or conn.invalidated
+        or not (transaction is None or transaction.is_active)
+        or (recycle >= 0 and time.monotonic() - sync.info.get(OPENED, 0.0) > recycle)
+    ):
+        await conn.close()
+        return
+    _idle_of(conn.engine).of_loop().append(conn)
+
+
+def in_use(engine: AsyncEngine) -> int:
+    """Connections checked out of ``engine``'s pool and not kept idle."""
+    pool = engine.sync_engine.pool
+    checked_out = pool.checkedout() if isinstance(pool, QueuePool) else 0
+    found = _idle.get(getattr(engine.sync_engine, "_proxied", engine.sync_engine))
+    return checked_out - (sum(map(len, found.by_loop.values())) if found else 0)
+
+
+async def release_idle(engine: AsyncEngine) -> None:
+    """Give the kept connections of this event loop back to the pool."""
+    kept = _idle_of(engine).of_loop()
+    while kept:
+        await kept.pop().close()
+
+
+@asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for statements outside a request transaction (readiness, start-up
+    checks), in AUTOCOMMIT mode: a kept one when there is one, so that kept connections never
+    make another user of the pool wait."""
+    conn = await take_connection(engine)
+    try:
+        yield conn
+    except BaseException:
+        await _discard(conn)
+        raise
+    await give_back(conn)
+
+
+def _close_idle(engine: Engine) -> None:
+    """The engine was disposed of (this runs inside ``AsyncEngine.dispose``, on its loop):
+    close the connections it kept. Another loop's cannot be awaited here: their driver
+    connections are terminated."""
+    found = _idle.pop(engine, None)
+    if found is None:
+        return
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:  # disposed of from synchronous code
+        loop = None
+    for owner, kept in list(found.by_loop.items()):
+        for conn in kept:
+            try:
+                sync = conn.sync_connection
+                if owner is loop and sync is not None:
+                    sync.invalidate()
+                    sync.close()
+                else:
+                    driver(conn).terminate()
+            except Exception:
+                log.debug("a kept connection could not be closed", exc_info=True)
+        kept.clear()
 
 
 @asynccontextmanager

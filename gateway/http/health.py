@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.db import create_engine, migrate
+from gateway.db import create_engine, migrate, pooled
 from gateway.db.replicas import replicas_of
 from gateway.http.requests import JSONResponse
 from gateway.settings import Settings
@@ -34,7 +34,7 @@ async def readyz(request: Request) -> Response:
     engine: AsyncEngine = request.app.state.engine
     head = migrate.head_revision()
     try:
-        async with engine.connect() as conn:
+        async with pooled(engine) as conn:
             current = (
                 await conn.execute(text("SELECT version_num FROM alembic_version"))
             ).scalar()
@@ -82,7 +82,7 @@ async def check_database_role(engine: AsyncEngine) -> None:
 
     Raises ``UnsafeDatabaseRole`` with a one-line reason.
     """
-    async with engine.connect() as conn:
+    async with pooled(engine) as conn:
         rows = (await conn.execute(ROLE_CHECK)).mappings().all()
         login = (await conn.execute(text("SELECT current_user"))).scalar()
     for row in rows:

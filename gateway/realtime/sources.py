@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import Viewer, create_engine, viewer_transaction
+from gateway.db import Viewer, create_engine, take_connection, viewer_transaction
 from gateway.realtime.events import ACTIVITY, CHANNEL, Event, parse, polled
 from gateway.realtime.hub import Hub
 from gateway.settings import Settings
@@ -108,8 +108,9 @@ class Sources:
                 await engine.dispose()
 
     async def _listen_once(self, engine: AsyncEngine) -> None:
-        """LISTEN until the connection is lost."""
-        conn = await engine.connect()
+        """LISTEN until the connection is lost. The connection is one a request transaction
+        kept, if any (the pool may hold no other), taken out of the pool for good."""
+        conn = await take_connection(engine)
         try:
             pooled = await conn.get_raw_connection()
             raw = pooled.driver_connection
