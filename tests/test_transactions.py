@@ -267,3 +267,56 @@ async def _driver_used(engine: AsyncEngine, settings: Settings) -> Any:
     used = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
     await end_transaction(conn, commit=True)
     return used
+
+
+async def test_a_connection_given_back_while_another_user_waits_for_the_pool_wakes_it(
+    gateway_url: URL, settings: Settings
+) -> None:
+    """Only a checkin wakes a caller waiting in SQLAlchemy's pool: a connection given back
+    while one waits is checked in, not kept (kept, the waiter would wait the pool's 30 s)."""
+    one = create_engine(gateway_url, settings, pool_size=1)
+    try:
+        holder = await open_transaction(one, Viewer.service(), settings)
+
+        async def lent() -> int:
+            async with pooled(one) as conn:
+                return int((await conn.execute(text("SELECT 1"))).scalar_one())
+
+        waiter = asyncio.create_task(lent())
+        await asyncio.sleep(0.1)
+        assert not waiter.done()  # the pool's one connection is the holder's
+        await end_transaction(holder, commit=True)
+        async with asyncio.timeout(5):
+            assert await waiter == 1
+    finally:
+        await one.dispose()
+
+
+async def test_a_kept_connection_the_server_closed_is_not_taken(
+    engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection, route: str
+) -> None:
+    if route != "direct":
+        pytest.skip("PgBouncer keeps the client's connection when the server's goes")
+    kept = await _driver_used(engine, settings)
+    assert await owner.fetchval("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+    for _ in range(100):
+        if kept.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    assert kept.is_closed()
+    async with pooled(engine) as conn:  # not the closed one: no error
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        assert (await conn.get_raw_connection()).driver_connection is not kept
+
+
+async def test_a_connection_given_back_after_its_engine_was_disposed_of_is_closed(
+    gateway_url: URL, settings: Settings
+) -> None:
+    disposed = create_engine(gateway_url, settings, pool_size=1)
+    conn = await open_transaction(disposed, Viewer.service(), settings)
+    used = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    await disposed.dispose()
+    await end_transaction(conn, commit=True)
+    assert used.is_closed()  # type: ignore[union-attr]
+    assert await _driver_used(disposed, settings) is not used  # the new pool's
+    await disposed.dispose()

@@ -91,7 +91,7 @@ async def explain_workloads(
     execution time."""
     from sqlalchemy import event
 
-    from gateway.db import Db, Viewer, become
+    from gateway.db import Db, Viewer, become, release_idle
     from gateway.settings import Settings
 
     captured: list[tuple[str, Any]] = []
@@ -110,6 +110,7 @@ async def explain_workloads(
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", capture)
         print(f"\nEXPLAIN {w.key}: {len(captured)} read statement(s)")
+        await release_idle(engine)  # the request kept its connection: the pool's again
         for statement, parameters in captured:
             async with engine.connect() as conn:
                 transaction = await conn.begin()

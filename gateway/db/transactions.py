@@ -219,10 +219,16 @@ async def _discard(conn: AsyncConnection) -> None:
 # Checking a connection out of SQLAlchemy's pool and back in (a Connection object, two calls
 # through its greenlet bridge, the isolation level set and reset) cost ~45 µs of CPU per
 # request, 8 % of a small query's. A connection whose transaction ended cleanly is kept for the
-# next request instead, still checked out and in AUTOCOMMIT mode, per event loop (a driver
-# connection belongs to the loop it was opened on). Kept connections count as checked out:
-# ``in_use`` leaves them out, ``pooled`` hands them to other users of the engine, and
-# ``release_idle`` gives them back to the pool. Disposing of the engine closes them.
+# next request instead, still checked out and in AUTOCOMMIT mode. Kept connections count as
+# checked out of the pool, so:
+# - every user of the engine takes them first (``take_connection``: request transactions,
+#   ``pooled`` for the readiness and start-up checks, the LISTEN connection), and one given
+#   back while another is waiting for the pool is checked in to wake it;
+# - ``in_use`` leaves them out, ``release_idle`` gives them back to the pool;
+# - one the server closed, one past the pool's recycle age and one of a pool since disposed of
+#   are not taken or kept; disposing of the engine closes them.
+# An engine serves one event loop (a driver connection belongs to the loop that opened it);
+# the lists are per loop all the same, so that a second loop never takes the first one's.
 
 
 @dataclass
@@ -230,6 +236,7 @@ class _Idle:
     by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncConnection]] = field(
         default_factory=weakref.WeakKeyDictionary
     )
+    waiting: int = 0  # callers checking a connection out of the pool, which may wait for one
 
     def of_loop(self) -> list[AsyncConnection]:
         loop = asyncio.get_running_loop()
@@ -240,7 +247,8 @@ class _Idle:
 
 
 _idle: weakref.WeakKeyDictionary[Engine, _Idle] = weakref.WeakKeyDictionary()
-OPENED = "mwplu_opened"  # when the driver connection was first checked out (its info dict)
+OPENED = "mwplu_opened"  # when the driver connection was first taken (its record's info)
+POOL = "mwplu_pool"  # the pool it came from (the engine's is replaced when it is disposed of)
 
 
 def _idle_of(engine: AsyncEngine) -> _Idle:
@@ -254,33 +262,56 @@ def _idle_of(engine: AsyncEngine) -> _Idle:
 
 
 async def take_connection(engine: AsyncEngine) -> AsyncConnection:
-    """A kept connection of ``engine`` (the one given back last), else a new checkout."""
-    kept = _idle_of(engine).of_loop()
-    if kept:
-        return kept.pop()
-    conn = await autocommit(engine).connect()
-    conn.sync_connection.info.setdefault(OPENED, time.monotonic())  # type: ignore[union-attr]
+    """A kept connection of ``engine`` (the one given back last), else one from its pool."""
+    idle = _idle_of(engine)
+    kept = idle.of_loop()
+    while kept:
+        conn = kept.pop()
+        if _usable(conn):
+            return conn
+        await _discard(conn)  # the server closed it (a restart): no round trip to find out
+    idle.waiting += 1
+    try:
+        conn = await autocommit(engine).connect()
+    finally:
+        idle.waiting -= 1
+    info = conn.sync_connection.info  # type: ignore[union-attr]
+    info.setdefault(OPENED, time.monotonic())
+    info[POOL] = conn.sync_engine.pool
     return conn
 
 
+def _usable(conn: AsyncConnection) -> bool:
+    sync = conn.sync_connection
+    return (
+        sync is not None
+        and not conn.invalidated
+        and sync.info.get(POOL) is conn.sync_engine.pool
+        and not driver(conn).is_closed()
+    )
+
+
 async def give_back(conn: AsyncConnection) -> None:
-    """Keep ``conn`` for the next request, unless the pool would have replaced it by now
-    (``pool_recycle``) or it is not usable as it is."""
+    """Keep ``conn`` for the next user, unless another is waiting for the pool (checked in, it
+    wakes them), the pool would have replaced it by now (``pool_recycle``) or it is not usable
+    as it is."""
     sync = conn.sync_connection
     # SQLAlchemy's own transaction (begun with the first statement; nothing at the server in
     # AUTOCOMMIT mode) goes on to the next request as it is, while it is usable
     transaction = sync.get_transaction() if sync is not None else None
-    pool = conn.sync_engine.pool
-    recycle = getattr(pool, "_recycle", -1)
-    if (
-        sync is None
-        or conn.invalidated
+    recycle = getattr(conn.sync_engine.pool, "_recycle", -1)
+    idle = _idle_of(conn.engine)
+    if sync is not None and sync.info.get(POOL) is not conn.sync_engine.pool:
+        await _discard(conn)  # its pool was disposed of: closed for good, not checked in there
+    elif (
+        idle.waiting
+        or not _usable(conn)
         or not (transaction is None or transaction.is_active)
-        or (recycle >= 0 and time.monotonic() - sync.info.get(OPENED, 0.0) > recycle)
+        or (recycle >= 0 and time.monotonic() - sync.info.get(OPENED, 0.0) > recycle)  # type: ignore[union-attr]
     ):
         await conn.close()
-        return
-    _idle_of(conn.engine).of_loop().append(conn)
+    else:
+        idle.of_loop().append(conn)
 
 
 def in_use(engine: AsyncEngine) -> int:

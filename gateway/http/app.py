@@ -59,9 +59,9 @@ class GatewayApp(Starlette):
 
     Nearly every request is that one: Starlette's error and exception middleware and its
     router cost ~5 % of a small query's CPU, for a route that answers every error itself
-    (``GraphQLEndpoint.answer``). Only while the app has no middleware of its own (CORS and
-    read-your-writes wrap every route) and is not mounted under a path; everything else goes
-    through Starlette as usual."""
+    (``GraphQLEndpoint.answer``). Only while the app has no middleware, exception handler or
+    body limit of its own (CORS and read-your-writes wrap every route) and is not mounted
+    under a path; everything else goes through Starlette as usual."""
 
     graphql: Callable[[Request], Awaitable[Response]] | None = None
 
@@ -72,7 +72,7 @@ class GatewayApp(Starlette):
             and scope["method"] == "POST"
             and scope["path"] == "/graphql"
             and not scope.get("root_path")
-            and not self.user_middleware
+            and not (self.user_middleware or self.exception_handlers or self.max_body_size)
         ):
             scope["app"] = self
             response = await self.graphql(Request(scope, receive, send))

@@ -48,7 +48,7 @@ def arguments_converter(
              _converter(argument.type, registry, config))
             for argument in arguments
         ]
-    except Unknown:
+    except (Unknown, RecursionError):  # RecursionError: an input that holds itself
         return lambda raw: convert_arguments(
             raw, arguments, scalar_registry=registry, config=config
         )

@@ -99,7 +99,7 @@ def node_ids(
     """The decoded ids of each ``node``/``nodes`` root field, when the query asks for nothing
     else (``__typename`` aside); None otherwise, or when an id does not decode (the compiler
     then refuses it). The ids are strings as graphql-core coerces them (no input objects to
-    convert), and a NUL in one fails to decode."""
+    convert); one with a NUL is left to the compiler, which refuses it as every argument."""
     decoded: list[list[tuple[str, Any]]] = []
     for details in fields.values():
         name = details[0].node.name.value
@@ -112,15 +112,27 @@ def node_ids(
                 root_type.fields[name], details[0].node, compiler.variable_values
             )
             given = [args["id"]] if name == "node" else list(args["ids"])
+            if any("\x00" in i for i in given):
+                return None
             decoded.append([decode_id(i) for i in given])
         except (GraphQLError, GatewayError):
             return None
     return decoded
 
 
-@functools.lru_cache(maxsize=PLAN_CACHE_SIZE * 8)
+# The longest global id (``V1ResearchEntry:<uuid>``) is 70 characters: longer strings are
+# decoded (and refused) without being remembered.
+DECODED_ID_LENGTH = 96
+
+
 def decode_id(value: str) -> tuple[str, Any]:
-    """``from_global_id``, remembered: clients ask for the same ids again and again."""
+    """``from_global_id``, remembered for ids of a plausible length: clients ask for the same
+    ids again and again."""
+    return _decoded(value) if len(value) <= DECODED_ID_LENGTH else from_global_id(value)
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE * 8)
+def _decoded(value: str) -> tuple[str, Any]:
     return from_global_id(value)
 
 
