@@ -52,10 +52,12 @@ def request_span(request_id: str) -> AbstractContextManager[Any]:
     )
 
 
-def statement_span(sql: str) -> AbstractContextManager[Any]:
+def statement_span(sql: object) -> AbstractContextManager[Any]:
+    """A span for one statement (``sql``: its text, or a SQLAlchemy statement, turned into text
+    only when spans are recorded: that builds a dialect each time)."""
     if not recording():
         return _NOTHING
-    return _statement_span(sql)
+    return _statement_span(str(sql))
 
 
 @contextmanager

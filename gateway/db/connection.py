@@ -41,7 +41,7 @@ class Db:
             if self._closed:
                 raise RuntimeError("the request's transaction is finished")
             self.statements += 1
-            with statement_span(str(statement)):
+            with statement_span(statement):
                 return await self.conn.execute(statement, params)
 
     async def rows(
