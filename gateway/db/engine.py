@@ -63,9 +63,15 @@ driver_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]
 driver_listeners = weakref.WeakKeyDictionary()
 
 
+def base_engine(engine: Engine) -> Engine:
+    """``engine``, or the engine it adds execution options to (``autocommit``): the one that
+    owns the pool and the listeners."""
+    return getattr(engine, "_proxied", engine)
+
+
 def listeners_of(engine: Engine) -> list[Callable[[str], None]] | tuple[()]:
     """The driver listeners of ``engine``, or of the engine it adds options to."""
-    return driver_listeners.get(getattr(engine, "_proxied", engine), ())
+    return driver_listeners.get(base_engine(engine), ())
 
 
 _autocommit: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()

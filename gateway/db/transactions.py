@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from gateway.db.connection import Db, driver, send
-from gateway.db.engine import autocommit, listeners_of, pool_capacity
+from gateway.db.engine import autocommit, base_engine, listeners_of, pool_capacity
 from gateway.db.failures import unavailable
 from gateway.settings import Settings
 
@@ -252,8 +252,7 @@ POOL = "mwplu_pool"  # the pool it came from (the engine's is replaced when it i
 
 
 def _idle_of(engine: AsyncEngine) -> _Idle:
-    sync = engine.sync_engine
-    sync = getattr(sync, "_proxied", sync)  # an engine with execution options: its own
+    sync = base_engine(engine.sync_engine)
     found = _idle.get(sync)
     if found is None:
         found = _idle[sync] = _Idle()
@@ -318,7 +317,7 @@ def in_use(engine: AsyncEngine) -> int:
     """Connections checked out of ``engine``'s pool and not kept idle."""
     pool = engine.sync_engine.pool
     checked_out = pool.checkedout() if isinstance(pool, QueuePool) else 0
-    found = _idle.get(getattr(engine.sync_engine, "_proxied", engine.sync_engine))
+    found = _idle.get(base_engine(engine.sync_engine))
     return checked_out - (sum(map(len, found.by_loop.values())) if found else 0)
 
 

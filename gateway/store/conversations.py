@@ -129,20 +129,18 @@ def sources(f: ConversationFilter) -> list[str]:
 
 
 def rows_sql(
-    f: ConversationFilter, select: str, *, after: Keyset | None, limit: int
-) -> tuple[str, dict[str, object]] | None:
-    """The listing of a filter that reads one store, as rows: ``select`` (the read engine's
-    column list over ``t``, ``gateway.store.select``), then ``last_message_at``, in ``ORDER``.
-    One statement where the keys and then the rows by id took two. None when the filter reads
-    both stores (their rows differ) or neither."""
-    read = sources(f)
+    f: ConversationFilter, store: str, select: str, *, after: Keyset | None, limit: int
+) -> tuple[str, dict[str, object]]:
+    """The listing of a filter that reads one store (``store``, as ``sources`` says; the two
+    stores' rows differ), as rows: ``select`` (the read engine's column list over ``t``,
+    ``gateway.store.select``), then ``last_message_at``, in ``ORDER``. One statement where the
+    keys and then the rows by id took two."""
     built = listing_sql(f, after=after, limit=limit)
-    if len(read) != 1 or built is None:
-        return None
-    table = TABLES[read[0]]
+    if built is None:
+        raise ValueError("the filter reads neither store")
     sql, params = built
     return (
-        f"SELECT {select}, u.last_message_at FROM ({sql}) u JOIN {table} t ON t.id = u.id "
+        f"SELECT {select}, u.last_message_at FROM ({sql}) u JOIN {TABLES[store]} t ON t.id = u.id "
         f"{order_by('u')}",
         params,
     )
@@ -167,11 +165,10 @@ async def listing(
 
 
 async def listing_rows(
-    db: Db, f: ConversationFilter, select: str, *, after: Keyset | None, limit: int
-) -> list[Record] | None:
-    """``rows_sql``'s rows (None: the filter reads both stores, or neither)."""
-    built = rows_sql(f, select, after=after, limit=limit)
-    return None if built is None else await db.fetch(*built)
+    db: Db, f: ConversationFilter, store: str, select: str, *, after: Keyset | None, limit: int
+) -> list[Record]:
+    """``rows_sql``'s rows."""
+    return await db.fetch(*rows_sql(f, store, select, after=after, limit=limit))
 
 
 async def count(db: Db, f: ConversationFilter) -> int:

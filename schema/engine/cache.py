@@ -29,7 +29,7 @@ from graphql.execution.values import get_argument_values
 
 from gateway.errors import GatewayError
 from resolvers.ids import from_global_id
-from schema.engine.compile import CompileError, Compiler
+from schema.engine.compile import CompileError, Compiler, holds_nul
 from schema.engine.plan import MUTATION, NODES, OperationPlan
 
 PLAN_CACHE_SIZE = 512
@@ -112,7 +112,7 @@ def node_ids(
                 root_type.fields[name], details[0].node, compiler.variable_values
             )
             given = [args["id"]] if name == "node" else list(args["ids"])
-            if any("\x00" in i for i in given):
+            if holds_nul(given):
                 return None
             decoded.append([decode_id(i) for i in given])
         except (GraphQLError, GatewayError):

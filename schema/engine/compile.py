@@ -114,13 +114,14 @@ def global_ids(type_name: str) -> Convert:
     return convert
 
 
-def _holds_nul(value: Any) -> bool:
+def holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` holds NUL (PostgreSQL's text cannot)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_holds_nul(v) for v in value.values())
+        return any(holds_nul(v) for v in value.values())
     if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
+        return any(holds_nul(v) for v in value)
     return False
 
 
@@ -179,7 +180,7 @@ class Compiler:
         """The field's arguments as strawberry gives them to a resolver (input objects as
         their classes, enums as members), by Python name."""
         raw = get_argument_values(field_def, details[0].node, self.variable_values)
-        if _holds_nul(raw):
+        if holds_nul(raw):
             # PostgreSQL's text cannot hold it: refused here rather than failing in SQL
             refused = BadUserInput("string arguments cannot contain the NUL character (\\u0000)")
             raise CompileError(refused, tuple(d.node for d in details), list(self.path))

@@ -196,9 +196,9 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         # one store: its rows come with the listing (ending with the cursor's instant)
         type_name = f"{store_of[0].upper()}Conversation"
         rows = await conversation_store.listing_rows(
-            db, args["filter"], run.select(type_name), after=connection.after, limit=limit + 1
+            db, args["filter"], store_of[0], run.select(type_name), after=connection.after,
+            limit=limit + 1,
         )
-        assert rows is not None
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
         run.remember(type_name, rows[:limit])  # the one past the page only says that more follow

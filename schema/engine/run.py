@@ -292,11 +292,7 @@ class Run:
                 data[f.key] = f.literal
                 continue
             self.context.wrote = True
-            self.tally()
-            self._rows = None
-            self._found.clear()
-            self._paged.clear()
-            self._pages.clear()
+            self.release()
             try:
                 payload, row = await roots.run_mutation(self, root)
                 await self.expand([(f.targets[payload], row)])
