@@ -15,7 +15,7 @@ approach. Connections switch to ``service_role`` once, when the pool opens them.
 
 ``POST /post-message`` answers R8 (``postMessage`` into a v2 conversation, the body's
 ``variables.input`` {conversationId, text}) with a bare transaction doing the gateway's writes:
-BEGIN and the bearer token's role and claims set local to it (``set_config``, as the gateway
+BEGIN and the bearer token's role and claims set local to it (``SET LOCAL``, as the gateway
 does; the token is decoded, not verified), the conversation row locked (``FOR UPDATE``: its
 owner), the message inserted at the next turn by one CTE that also updates the conversation's
 ``message_count`` and ``last_message_at`` and writes the ``analytics.chat_events`` row
@@ -141,8 +141,8 @@ async def post_message(
     type_name, conversation_id = decode_global_id(given["conversationId"])
     role = str(claims.get("role", "authenticated"))
     setup = (
-        f"BEGIN; SELECT set_config('role', {literal(role)}, true), "
-        f"set_config('request.jwt.claims', {literal(orjson.dumps(claims).decode())}, true)"
+        f"BEGIN; SET LOCAL role = {literal(role)}; "
+        f"SET LOCAL request.jwt.claims = {literal(orjson.dumps(claims).decode())}"
     )
     async with pool.acquire() as conn:
         await conn.execute(setup)

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.graph import R1  # the benchmark's R1 shape
-from gateway.db import StatementCounter
+from gateway.db import SETUP_MARKER, StatementCounter
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import select
@@ -1069,7 +1069,7 @@ async def test_operations_by_key_take_generic_plans_and_listings_do_not(
     ):
         statements.reset()
         ok(await gql(plans, query, variables, user=data["admin"]))
-        (setup,) = [s for s in statements.statements if "set_config('role'" in s]
+        (setup,) = [s for s in statements.statements if SETUP_MARKER in s]
         assert ("force_generic_plan" in setup) is generic, setup
 
 

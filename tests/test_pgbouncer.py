@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway.db import SETUP_MARKER
 from tests.conftest import JWT_SECRET, Server, bearer, render
 from tests.factories import make_user, make_v1_conversation, make_v2_conversation
 from tests.pgbouncer import PgBouncer
@@ -102,7 +103,7 @@ async def test_pgbouncer_sends_the_server_no_set_of_its_own(
         logged = file.read().decode(errors="replace")
     assert f"login attempt: db={database} user=authenticator" in pgbouncer.log
     # each request's BEGIN and set-up reached the server through PgBouncer, logged …
-    assert len(re.findall(r"statement: BEGIN; SELECT set_config\('role'", logged)) == REQUESTS
+    assert len(re.findall(re.escape(f"statement: BEGIN; {SETUP_MARKER}"), logged)) == REQUESTS
     # … and nothing PgBouncer adds to a transaction
     assert re.findall(r"statement: SET .*", logged) == []
 

@@ -91,13 +91,13 @@ async def explain_workloads(
     execution time."""
     from sqlalchemy import event
 
-    from gateway.db import Db, Viewer, become, release_idle
+    from gateway.db import SETUP_MARKER, Db, Viewer, become, release_idle
     from gateway.settings import Settings
 
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "set_config(" not in statement:
+        if SETUP_MARKER not in statement:
             captured.append((statement, parameters))
 
     for w in workloads:

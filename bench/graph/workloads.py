@@ -197,7 +197,7 @@ def r8_workloads(
             out["raw limit"].append(Request("/post-message", body, tokens[owner]))
         return out
 
-    # as the gateway's are counted: set_config statements are set-up, COMMIT is not counted
+    # as the gateway's are counted: the BEGIN and SET LOCAL set-up is not a statement, nor is COMMIT
     raw = "3 (+2 setup)"
     absent = {"postgraphile": "no equivalent mutation"} if with_postgraphile else {}
     return [

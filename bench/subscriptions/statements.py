@@ -24,7 +24,7 @@ LOGGED = re.compile(r"\] (\S*)@\S* LOG:  (?:statement|execute [^:]*): (.*)$")
 class Statements:
     """What ``authenticator`` sent during the calibration, as PostgreSQL logged it: ``sent``
     protocol messages (round trips), each holding one SQL statement or, for the gateway's
-    ``BEGIN; SELECT set_config(…)``, two."""
+    ``BEGIN; SET LOCAL …``, two."""
 
     messages: int = 0  # INSERTed during the calibration
     deliveries: int = 0

@@ -13,7 +13,6 @@ from gateway.db.connection import Db, positional
 from gateway.db.engine import SETUP_MARKER, StatementCounter, create_engine, pool_capacity
 from gateway.db.transactions import (
     ROLES,
-    SETUP,
     Viewer,
     become,
     begin_as,
@@ -23,6 +22,7 @@ from gateway.db.transactions import (
     open_transaction,
     pooled,
     release_idle,
+    set_local,
     statement_timeout_ms,
     take_connection,
     viewer_settings,
@@ -32,7 +32,6 @@ from gateway.db.urls import DatabaseUrlError, async_url, connect_args
 
 __all__ = [
     "ROLES",
-    "SETUP",
     "SETUP_MARKER",
     "DatabaseUrlError",
     "Db",
@@ -51,6 +50,7 @@ __all__ = [
     "pooled",
     "positional",
     "release_idle",
+    "set_local",
     "statement_timeout_ms",
     "take_connection",
     "viewer_settings",

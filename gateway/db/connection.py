@@ -44,6 +44,16 @@ class Db:
             with statement_span(statement):
                 return await self.conn.execute(statement, params)
 
+    async def send(self, sql: str) -> str:
+        """``sql`` as a simple query: several commands, no parameters, no rows back."""
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("the request's transaction is finished")
+            for listener in listeners_of(self.conn.sync_engine):
+                listener(sql)
+            self.statements += 1
+            return await send(self.conn, sql)
+
     async def rows(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Sequence[Mapping[str, Any]]:

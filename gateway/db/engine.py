@@ -18,7 +18,7 @@ from sqlalchemy.pool import QueuePool
 from gateway.db import urls
 from gateway.settings import Settings
 
-SETUP_MARKER = "set_config('role'"
+SETUP_MARKER = "SET LOCAL role = "  # how every set-up starts (transactions.set_local)
 
 # asyncpg's start-up packet asks for client_encoding 'utf-8', quotes included; the server takes
 # it and reports UTF8. PgBouncer compares a client's start-up value with the server
