@@ -137,16 +137,14 @@ class Context:
                     # A replica that hangs (a partition) is given up quickly, not after the
                     # driver's own timeouts (15-60 s): the primary can take the query.
                     async with asyncio.timeout(REPLICA_OPEN_S):
-                        opened = await _begin(
-                            replica.engine, self.viewer, self.settings, self.generic_plans
-                        )
+                        opened = await _begin(replica.engine, self)
                 except Exception as exc:
                     replicas.failed(replica, exc)
                     continue
                 self.target = replica.name
                 replicas.served[replica.name] += 1
                 return opened
-        opened = await _begin(self.engine, self.viewer, self.settings, self.generic_plans)
+        opened = await _begin(self.engine, self)
         if replicas is not None:
             replicas.served[PRIMARY] += 1
         return opened
@@ -190,13 +188,20 @@ class Context:
 
 
 async def _begin(
-    engine: AsyncEngine, viewer: Viewer, settings: Settings, generic_plans: bool = False
+    engine: AsyncEngine, context: Context
 ) -> tuple[AsyncConnection, Callable[[], None]]:
-    """A transaction on ``engine`` as ``viewer``, once the engine's gate gives a turn; and
-    what gives the turn back."""
+    """The context's transaction on ``engine`` as its viewer (read-only for a query), once the
+    engine's gate gives a turn; and what gives the turn back."""
     release = await gate_of(engine).turn()
     try:
-        return await open_transaction(engine, viewer, settings, generic_plans), release
+        conn = await open_transaction(
+            engine,
+            context.viewer,
+            context.settings,
+            context.generic_plans,
+            read_only=context.operation_type == "query",
+        )
+        return conn, release
     except BaseException:
         release()
         raise

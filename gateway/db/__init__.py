@@ -1,5 +1,6 @@
 """Database access: URLs and engines (``engine``), one request's connection (``connection``),
-the viewer's transaction (``transactions``), read replicas (``replicas``, with the
+the viewer's transaction (``transactions``) and the connections kept between transactions
+(``kept``), read replicas (``replicas``, with the
 read-your-writes token in ``read_your_writes``) and the Alembic revisions (``migrate``,
 ``migrations/``).
 
@@ -11,20 +12,17 @@ functions take the resulting ``Db`` and never commit.
 
 from gateway.db.connection import Db, positional
 from gateway.db.engine import SETUP_MARKER, StatementCounter, create_engine, pool_capacity
+from gateway.db.kept import in_use, pooled, release_idle, take_connection
 from gateway.db.transactions import (
     ROLES,
     Viewer,
     become,
     begin_as,
     end_transaction,
-    in_use,
     literal,
     open_transaction,
-    pooled,
-    release_idle,
     set_local,
     statement_timeout_ms,
-    take_connection,
     viewer_settings,
     viewer_transaction,
 )

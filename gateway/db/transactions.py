@@ -11,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import QueuePool
 
 from gateway.db.connection import Db, driver, send
-from gateway.db.engine import autocommit, base_engine, listeners_of, pool_capacity
+from gateway.db.engine import listeners_of, pool_capacity
 from gateway.db.failures import unavailable
+from gateway.db.kept import (
+    UNENDED,
+    discard,
+    give_back,
+    keep_unended,
+    keepable,
+    take_connection,
+)
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+READ_ONLY = "mwplu_read_only"  # a connection's transaction began READ ONLY (its record's info)
 
 ROLES = ("anon", "authenticated", "service_role")
 
@@ -113,17 +117,20 @@ async def become(db: Db, viewer: Viewer, settings: Settings) -> None:
     await db.send(set_local(viewer, settings))
 
 
-def begin_as(viewer: Viewer, settings: Settings, generic_plans: bool = False) -> str:
+def begin_as(
+    viewer: Viewer, settings: Settings, generic_plans: bool = False, read_only: bool = False
+) -> str:
     """BEGIN and ``set_local``'s settings as one simple query (one round trip); with
-    ``generic_plans``, generic plans for the transaction's statements (``GENERIC_PLANS``).
+    ``generic_plans``, generic plans for the transaction's statements (``GENERIC_PLANS``);
+    ``read_only``, a transaction that cannot write (its COMMIT is deferred: ``UNENDED``).
 
     Remembered for the last viewers seen (a cached token's viewer is the same object on every
     request); the entry holds both objects, so their ids cannot be reused while it lives."""
-    key = (id(viewer), id(settings), generic_plans)
+    key = (id(viewer), id(settings), generic_plans, read_only)
     cached = _begin.get(key)
     if cached is not None and cached[0] is viewer and cached[1] is settings:
         return cached[2]
-    sql = "BEGIN; " + set_local(viewer, settings)
+    sql = ("BEGIN READ ONLY; " if read_only else "BEGIN; ") + set_local(viewer, settings)
     if generic_plans:
         sql += GENERIC_PLANS
     _begin[key] = (viewer, settings, sql)
@@ -132,7 +139,7 @@ def begin_as(viewer: Viewer, settings: Settings, generic_plans: bool = False) ->
     return sql
 
 
-_begin: dict[tuple[int, int, bool], tuple[Viewer, Settings, str]] = {}
+_begin: dict[tuple[int, int, bool, bool], tuple[Viewer, Settings, str]] = {}
 
 
 def _attempts(engine: AsyncEngine) -> int:
@@ -141,7 +148,11 @@ def _attempts(engine: AsyncEngine) -> int:
 
 
 async def open_transaction(
-    engine: AsyncEngine, viewer: Viewer, settings: Settings, generic_plans: bool = False
+    engine: AsyncEngine,
+    viewer: Viewer,
+    settings: Settings,
+    generic_plans: bool = False,
+    read_only: bool = False,
 ) -> AsyncConnection:
     """A connection with a transaction open as ``viewer``: one that a request transaction
     gave back (``take_connection``), else one from the pool.
@@ -149,26 +160,30 @@ async def open_transaction(
     Statements go through SQLAlchemy as usual; the connection is in its AUTOCOMMIT mode, so
     SQLAlchemy sends no BEGIN or COMMIT of its own, and ``end_transaction`` ends the
     transaction. Three round trips per request (set-up, the statement, COMMIT) where
-    SQLAlchemy's own transaction and ping took seven.
+    SQLAlchemy's own transaction and ping took seven; two for a ``read_only`` one whose
+    connection is taken again soon (``UNENDED``).
 
     Connections are not pinged before use: one the server dropped (a restart, an idle
     timeout) fails the set-up, which nothing depends on yet, and is replaced."""
-    setup = begin_as(viewer, settings, generic_plans)
+    setup = begin_as(viewer, settings, generic_plans, read_only)
     for attempt in range(_attempts(engine), 0, -1):
-        conn = await take_connection(engine)
+        conn = await take_connection(engine, unended=True)
+        info = conn.sync_connection.info  # type: ignore[union-attr]
+        sql = setup if info.pop(UNENDED, None) is None else "COMMIT; " + setup
         try:
             for listener in listeners_of(engine.sync_engine):
-                listener(setup)
-            await send(conn, setup)
+                listener(sql)
+            await send(conn, sql)
         except BaseException:
             try:
                 dropped = driver(conn).is_closed()
             except Exception:
                 dropped = False
-            await _discard(conn)
+            await discard(conn)
             if dropped and attempt > 1:
                 continue
             raise
+        info[READ_ONLY] = read_only
         return conn
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -185,10 +200,13 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
         if commit:
             raise RuntimeError("the transaction was not committed (its connection broke)")
         return
+    if commit and conn.sync_connection.info.get(READ_ONLY) and keepable(conn):  # type: ignore[union-attr]
+        keep_unended(conn)
+        return
     try:
         status = await send(conn, "COMMIT" if commit else "ROLLBACK")
     except Exception as exc:
-        await _discard(conn)
+        await discard(conn)
         if commit:
             raise
         if unavailable(exc):  # the server went away (a restart): one line, no traceback
@@ -197,172 +215,11 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
             log.warning("rollback failed; the connection was discarded", exc_info=True)
         return
     except BaseException:
-        await _discard(conn)
+        await discard(conn)
         raise
     await give_back(conn)
     if commit and status != "COMMIT":
         raise RuntimeError(f"the transaction was not committed (the server answered {status})")
-
-
-async def _discard(conn: AsyncConnection) -> None:
-    """Close ``conn`` for good: its transaction's state is unknown."""
-    try:
-        await conn.invalidate()
-    finally:
-        await conn.close()
-
-
-# -- connections kept between request transactions --------------------------------------------
-#
-# Checking a connection out of SQLAlchemy's pool and back in (a Connection object, two calls
-# through its greenlet bridge, the isolation level set and reset) cost ~45 µs of CPU per
-# request, 8 % of a small query's. A connection whose transaction ended cleanly is kept for the
-# next request instead, still checked out and in AUTOCOMMIT mode. Kept connections count as
-# checked out of the pool, so:
-# - every user of the engine takes them first (``take_connection``: request transactions,
-#   ``pooled`` for the readiness and start-up checks, the LISTEN connection), and one given
-#   back while another is waiting for the pool is checked in to wake it;
-# - ``in_use`` leaves them out, ``release_idle`` gives them back to the pool;
-# - one the server closed, one past the pool's recycle age and one of a pool since disposed of
-#   are not taken or kept; disposing of the engine closes them.
-# An engine serves one event loop (a driver connection belongs to the loop that opened it);
-# the lists are per loop all the same, so that a second loop never takes the first one's.
-
-
-@dataclass
-class _Idle:
-    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncConnection]] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    waiting: int = 0  # callers checking a connection out of the pool, which may wait for one
-
-    def of_loop(self) -> list[AsyncConnection]:
-        loop = asyncio.get_running_loop()
-        found = self.by_loop.get(loop)
-        if found is None:
-            found = self.by_loop[loop] = []
-        return found
-
-
-_idle: weakref.WeakKeyDictionary[Engine, _Idle] = weakref.WeakKeyDictionary()
-OPENED = "mwplu_opened"  # when the driver connection was first taken (its record's info)
-POOL = "mwplu_pool"  # the pool it came from (the engine's is replaced when it is disposed of)
-
-
-def _idle_of(engine: AsyncEngine) -> _Idle:
-    sync = base_engine(engine.sync_engine)
-    found = _idle.get(sync)
-    if found is None:
-        found = _idle[sync] = _Idle()
-        event.listen(sync, "engine_disposed", _close_idle)
-    return found
-
-
-async def take_connection(engine: AsyncEngine) -> AsyncConnection:
-    """A kept connection of ``engine`` (the one given back last), else one from its pool."""
-    idle = _idle_of(engine)
-    kept = idle.of_loop()
-    while kept:
-        conn = kept.pop()
-        if _usable(conn):
-            return conn
-        await _discard(conn)  # the server closed it (a restart): no round trip to find out
-    idle.waiting += 1
-    try:
-        conn = await autocommit(engine).connect()
-    finally:
-        idle.waiting -= 1
-    info = conn.sync_connection.info  # type: ignore[union-attr]
-    info.setdefault(OPENED, time.monotonic())
-    info[POOL] = conn.sync_engine.pool
-    return conn
-
-
-def _usable(conn: AsyncConnection) -> bool:
-    sync = conn.sync_connection
-    return (
-        sync is not None
-        and not conn.invalidated
-        and sync.info.get(POOL) is conn.sync_engine.pool
-        and not driver(conn).is_closed()
-    )
-
-
-async def give_back(conn: AsyncConnection) -> None:
-    """Keep ``conn`` for the next user, unless another is waiting for the pool (checked in, it
-    wakes them), the pool would have replaced it by now (``pool_recycle``) or it is not usable
-    as it is."""
-    sync = conn.sync_connection
-    # SQLAlchemy's own transaction (begun with the first statement; nothing at the server in
-    # AUTOCOMMIT mode) goes on to the next request as it is, while it is usable
-    transaction = sync.get_transaction() if sync is not None else None
-    recycle = getattr(conn.sync_engine.pool, "_recycle", -1)
-    idle = _idle_of(conn.engine)
-    if sync is not None and sync.info.get(POOL) is not conn.sync_engine.pool:
-        await _discard(conn)  # its pool was disposed of: closed for good, not checked in there
-    elif (
-        idle.waiting
-        or not _usable(conn)
-        or not (transaction is None or transaction.is_active)
-        or (recycle >= 0 and time.monotonic() - sync.info.get(OPENED, 0.0) > recycle)  # type: ignore[union-attr]
-    ):
-        await conn.close()
-    else:
-        idle.of_loop().append(conn)
-
-
-def in_use(engine: AsyncEngine) -> int:
-    """Connections checked out of ``engine``'s pool and not kept idle."""
-    pool = engine.sync_engine.pool
-    checked_out = pool.checkedout() if isinstance(pool, QueuePool) else 0
-    found = _idle.get(base_engine(engine.sync_engine))
-    return checked_out - (sum(map(len, found.by_loop.values())) if found else 0)
-
-
-async def release_idle(engine: AsyncEngine) -> None:
-    """Give the kept connections of this event loop back to the pool."""
-    kept = _idle_of(engine).of_loop()
-    while kept:
-        await kept.pop().close()
-
-
-@asynccontextmanager
-async def pooled(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for statements outside a request transaction (readiness, start-up
-    checks), in AUTOCOMMIT mode: a kept one when there is one, so that kept connections never
-    make another user of the pool wait."""
-    conn = await take_connection(engine)
-    try:
-        yield conn
-    except BaseException:
-        await _discard(conn)
-        raise
-    await give_back(conn)
-
-
-def _close_idle(engine: Engine) -> None:
-    """The engine was disposed of (this runs inside ``AsyncEngine.dispose``, on its loop):
-    close the connections it kept. Another loop's cannot be awaited here: their driver
-    connections are terminated."""
-    found = _idle.pop(engine, None)
-    if found is None:
-        return
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:  # disposed of from synchronous code
-        loop = None
-    for owner, kept in list(found.by_loop.items()):
-        for conn in kept:
-            try:
-                sync = conn.sync_connection
-                if owner is loop and sync is not None:
-                    sync.invalidate()
-                    sync.close()
-                else:
-                    driver(conn).terminate()
-            except Exception:
-                log.debug("a kept connection could not be closed", exc_info=True)
-        kept.clear()
 
 
 @asynccontextmanager
