@@ -101,8 +101,10 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
 
 
 async def none_left_open(conn: asyncpg.Connection) -> bool:
-    """No session idle in a transaction beyond a query's deferred COMMIT (ended within
-    ``END_AFTER_S`` of its answer, gateway.db.transactions)."""
+    """No session idle in a transaction that wrote; none at all beyond a query's deferred
+    COMMIT (a read-only transaction, ended within ``END_AFTER_S``: gateway.db.kept)."""
+    if await conn.fetch(OPEN_TRANSACTIONS + " AND backend_xid IS NOT NULL"):
+        return False
 
     async def none_open() -> bool:
         return not await conn.fetch(OPEN_TRANSACTIONS)

@@ -1,18 +1,20 @@
 """A query's transaction is read-only and its COMMIT is deferred (``gateway.db.transactions``,
 ``UNENDED``): the connection is kept with the transaction open, and whoever takes it next ends
 it first (the next request transaction in its own set-up's round trip), or the sweep does within
-``END_AFTER_S``. Directly and through PgBouncer in transaction mode."""
+``END_AFTER_S``. Not through PgBouncer in transaction mode, where a read is committed at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,7 +23,9 @@ from gateway.db import (
     Db,
     StatementCounter,
     Viewer,
+    create_engine,
     end_transaction,
+    kept,
     open_transaction,
     pooled,
     release_idle,
@@ -33,23 +37,34 @@ from tests.factories import make_user, make_v2_conversation
 from tests.pgbouncer import ROUTES
 
 
-@pytest.fixture(params=ROUTES)
-def route(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def in_transaction(conn: AsyncConnection) -> bool:
-    return bool(conn.sync_connection.connection.driver_connection.is_in_transaction())  # type: ignore[union-attr]
+    return bool(driver_of(conn).is_in_transaction())
 
 
-async def read_as(engine: AsyncEngine, viewer: Viewer, settings: Settings) -> AsyncConnection:
+def driver_of(conn: AsyncConnection) -> Any:
+    return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+
+
+async def read_as(
+    engine: AsyncEngine, viewer: Viewer, settings: Settings, generic_plans: bool = False
+) -> AsyncConnection:
     """A read-only transaction as ``viewer`` that read who it is, ended; its connection."""
-    conn = await open_transaction(engine, viewer, settings, read_only=True)
+    conn = await open_transaction(engine, viewer, settings, generic_plans, read_only=True)
     assert await Db(conn).scalar(text("SELECT current_user")) == viewer.role
     await end_transaction(conn, commit=True)
     return conn
 
 
+async def open_sessions(owner: asyncpg.Connection) -> list[str]:
+    """The gateway's sessions idle in a transaction."""
+    rows = await owner.fetch(
+        "SELECT state FROM pg_stat_activity WHERE usename = 'authenticator' "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    return [r["state"] for r in rows]
+
+
+@pytest.mark.parametrize("route", ROUTES)
 async def test_a_read_only_transaction_cannot_write(
     engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
 ) -> None:
@@ -62,39 +77,45 @@ async def test_a_read_only_transaction_cannot_write(
 
 
 async def test_a_read_is_ended_by_the_next_transaction_in_its_set_up(
-    engine: AsyncEngine, settings: Settings, statements: StatementCounter
+    engine: AsyncEngine, settings: Settings, statements: StatementCounter,
+    owner: asyncpg.Connection,
 ) -> None:
     """The next transaction's set-up ends the open one first, then runs as its own viewer with
-    only its own settings."""
+    only its own settings: read-write, the default plans, its claims."""
+    await owner.execute("CREATE TABLE scratch (n int); GRANT ALL ON scratch TO authenticated")
     user = Viewer.user(str(uuid.uuid4()))
-    first = await read_as(engine, Viewer.service(), settings)
+    first = await read_as(engine, Viewer.service(), settings, generic_plans=True)
     assert in_transaction(first)  # kept with its transaction open
     statements.reset()
     conn = await open_transaction(engine, user, settings)
     assert conn is first
     assert [s.split("; ")[:2] for s in statements.statements] == [["COMMIT", "BEGIN"]]
     row = (await Db(conn).rows(text(
-        "SELECT current_user AS who, current_setting('request.jwt.claims') AS claims"
+        "SELECT current_user AS who, current_setting('request.jwt.claims') AS claims, "
+        "current_setting('plan_cache_mode') AS plans, "
+        "current_setting('transaction_read_only') AS read_only"
     )))[0]
-    assert row["who"] == "authenticated"
-    assert json.loads(row["claims"]) == dict(user.claims)
+    assert dict(row) | {"claims": json.loads(row["claims"])} == {
+        "who": "authenticated", "claims": dict(user.claims), "plans": "auto", "read_only": "off",
+    }
+    await Db(conn).execute(text("INSERT INTO scratch VALUES (1)"))
     await end_transaction(conn, commit=True)  # not read-only: committed before it is kept
     assert not in_transaction(conn)
+    assert await owner.fetchval("SELECT count(*) FROM scratch") == 1
 
 
 async def test_a_read_nobody_takes_is_ended_by_the_sweep(
     engine: AsyncEngine, settings: Settings, owner: asyncpg.Connection
 ) -> None:
     conn = await read_as(engine, Viewer.service(), settings)
-    pid = conn.sync_connection.connection.driver_connection.get_server_pid()  # type: ignore[union-attr]
     assert in_transaction(conn)
+    assert await open_sessions(owner) == ["idle in transaction"]
     for _ in range(100):
         await asyncio.sleep(END_AFTER_S)
         if not in_transaction(conn):
             break
     assert not in_transaction(conn)
-    state = await owner.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)
-    assert state in ("idle", None)  # (None through PgBouncer: its server connection's pid)
+    assert await open_sessions(owner) == []
     async with pooled(engine) as again:  # still kept, and ended
         assert again is conn
         assert (await again.execute(text("SELECT current_user"))).scalar() == "authenticator"
@@ -111,7 +132,7 @@ async def test_other_users_of_a_kept_connection_find_the_read_ended(
         assert (await lent.execute(text("SELECT current_user"))).scalar() == "authenticator"
     conn = await read_as(engine, Viewer.service(), settings)
     assert in_transaction(conn)
-    raw = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    raw = driver_of(conn)
     await release_idle(engine)
     async with engine.connect() as checked_out:  # the pool's, as it was checked in
         assert (await checked_out.get_raw_connection()).driver_connection is raw
@@ -121,22 +142,92 @@ async def test_other_users_of_a_kept_connection_find_the_read_ended(
         )
 
 
-async def test_a_query_over_http_leaves_its_read_to_the_next_request_a_mutation_does_not(
-    client: httpx.AsyncClient, owner: asyncpg.Connection, statements: StatementCounter
+async def test_a_read_given_back_while_another_waits_for_the_pool_is_committed_at_once(
+    gateway_url: URL, settings: Settings
 ) -> None:
+    one = create_engine(gateway_url, settings, pool_size=1)
+    try:
+        holder = await open_transaction(one, Viewer.service(), settings, read_only=True)
+        raw = driver_of(holder)
+
+        async def lent() -> bool:
+            async with pooled(one) as conn:
+                assert driver_of(conn) is raw
+                return in_transaction(conn)
+
+        waiter = asyncio.create_task(lent())
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await end_transaction(holder, commit=True)
+        async with asyncio.timeout(5):
+            assert await waiter is False
+    finally:
+        await one.dispose()
+
+
+async def test_unended_connections_close_with_their_engine_or_their_server(
+    gateway_url: URL, settings: Settings, owner: asyncpg.Connection
+) -> None:
+    """Disposing of the engine closes a connection kept in a read (the server rolls it back);
+    one the server closed is replaced by the next transaction, which then answers."""
+    disposed = create_engine(gateway_url, settings, pool_size=2)
+    raw = driver_of(await read_as(disposed, Viewer.service(), settings))
+    await disposed.dispose()
+    assert raw.is_closed()
+    engine = create_engine(gateway_url, settings, pool_size=2)
+    try:
+        raw = driver_of(await read_as(engine, Viewer.service(), settings))
+        assert await owner.fetchval("SELECT pg_terminate_backend($1)", raw.get_server_pid())
+        for _ in range(100):
+            if raw.is_closed():
+                break
+            await asyncio.sleep(0.02)
+        conn = await read_as(engine, Viewer.service(), settings)
+        assert driver_of(conn) is not raw
+    finally:
+        await engine.dispose()
+
+
+async def test_a_query_over_http_leaves_its_read_to_the_next_request_a_mutation_does_not(
+    client: httpx.AsyncClient, owner: asyncpg.Connection, statements: StatementCounter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kept, "END_AFTER_S", 30.0)  # however slow the machine, no sweep between
+    heads = await set_up_heads(client, owner, statements)
+    assert heads[0][0] == "BEGIN READ ONLY"
+    assert heads[1] == ["COMMIT", "BEGIN READ ONLY"]  # the first query's COMMIT, sent with it
+    assert heads[2] == ["COMMIT", "BEGIN"]  # the mutation: read-write, committed before its answer
+    assert heads[3][0] == "BEGIN READ ONLY"
+
+
+@pytest.mark.parametrize("route", ["pgbouncer"])
+async def test_through_pgbouncer_a_read_is_committed_at_once(
+    engine: AsyncEngine, settings: Settings, client: httpx.AsyncClient,
+    owner: asyncpg.Connection, statements: StatementCounter,
+) -> None:
+    """There the gateway is one of PgBouncer's clients: it holds no server connection in a
+    transaction between requests."""
+    conn = await read_as(engine, Viewer.service(), settings)
+    assert not in_transaction(conn)
+    heads = await set_up_heads(client, owner, statements)
+    read, write = "BEGIN READ ONLY", "BEGIN"
+    assert [h[0] for h in heads] == [read, read, write, read]
+
+
+async def set_up_heads(
+    client: httpx.AsyncClient, owner: asyncpg.Connection, statements: StatementCounter
+) -> list[list[str]]:
+    """The first two commands of the set-up of a query, a query, a mutation and a query."""
     user = await make_user(owner, "Reader")
     await make_v2_conversation(owner, user)
     query = {"query": "{ conversations(first: 5) { totalCount } }"}
     mutation = {"query": 'mutation { createProject(input: {name: "P"}) { project { name } } }'}
-    heads: list[list[str]] = []  # each request's set-up: its first two commands
+    heads: list[list[str]] = []
     for body in (query, query, mutation, query):
         statements.reset()
         response = await client.post("/graphql", json=body, headers=bearer(str(user)))
         assert "errors" not in response.json(), response.json()
         (setup,) = [s for s in statements.statements if SETUP_MARKER in s]
         heads.append(setup.split("; ")[:2])
-    assert heads[0][0] == "BEGIN READ ONLY"
-    assert heads[1] == ["COMMIT", "BEGIN READ ONLY"]  # the first query's COMMIT, sent with it
-    assert heads[2] == ["COMMIT", "BEGIN"]  # the mutation: read-write, committed before its answer
-    assert heads[3][0] == "BEGIN READ ONLY"
     assert await owner.fetchval("SELECT count(*) FROM v2_projects WHERE name = 'P'") == 1
+    return heads

@@ -32,6 +32,8 @@ server's): its connection is kept with the transaction still open (``keep_unende
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 import weakref
@@ -178,7 +180,13 @@ def keepable(conn: AsyncConnection) -> bool:
 
 async def give_back(conn: AsyncConnection) -> None:
     """Keep ``conn`` for the next user, check it in or close it (``_verdict``). Its
-    transaction has ended."""
+    transaction has ended: one still open (its user did not end it) is never passed on."""
+    if _usable(conn) and (
+        UNENDED in conn.sync_connection.info or driver(conn).is_in_transaction()  # type: ignore[union-attr]
+    ):
+        log.warning("a connection was given back in a transaction; it was closed")
+        await discard(conn)
+        return
     verdict = _verdict(conn)
     if verdict is _keep:
         _idle_of(conn.engine).of_loop().append(conn)
@@ -205,8 +213,12 @@ def _unended_since(conn: AsyncConnection) -> float | None:
 
 
 def _arm(kept: _Kept, delay: float) -> None:
+    """Sweep ``kept`` in ``delay`` seconds, in a context of its own (not the request's that
+    arms it: its log lines and spans are nobody's request)."""
     if kept.sweep is None and kept.sweeping is None:
-        kept.sweep = asyncio.get_running_loop().call_later(delay, _start_sweep, kept)
+        kept.sweep = asyncio.get_running_loop().call_later(
+            delay, _start_sweep, kept, context=contextvars.Context()
+        )
 
 
 def _start_sweep(kept: _Kept) -> None:
@@ -216,7 +228,7 @@ def _start_sweep(kept: _Kept) -> None:
 
 async def _sweep(kept: _Kept) -> None:
     """End the read-only transactions of the connections kept for ``END_AFTER_S`` or longer
-    with one open; come back for the others when they are due."""
+    with one open; come back for the others when they are due (also after a cancellation)."""
     try:
         due = time.monotonic() - END_AFTER_S
         for conn in [c for c in kept if (since := _unended_since(c)) is not None and since <= due]:
@@ -232,9 +244,10 @@ async def _sweep(kept: _Kept) -> None:
                 log.warning("a kept connection could not be given back", exc_info=True)
     finally:
         kept.sweeping = None
-    pending = [since for c in kept if (since := _unended_since(c)) is not None]
-    if pending:
-        _arm(kept, max(0.0, min(pending) + END_AFTER_S - time.monotonic()))
+        pending = [since for c in kept if (since := _unended_since(c)) is not None]
+        if pending:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                _arm(kept, max(0.0, min(pending) + END_AFTER_S - time.monotonic()))
 
 
 def in_use(engine: AsyncEngine) -> int:
@@ -246,8 +259,14 @@ def in_use(engine: AsyncEngine) -> int:
 
 
 async def release_idle(engine: AsyncEngine) -> None:
-    """Give the kept connections of this event loop back to the pool."""
+    """Give the kept connections of this event loop back to the pool (after a sweep under
+    way, which may keep a connection again)."""
     kept = _idle_of(engine).of_loop()
+    if kept.sweeping is not None:
+        await asyncio.wait([kept.sweeping])
+    if kept.sweep is not None:
+        kept.sweep.cancel()
+        kept.sweep = None
     while kept:
         conn = kept.pop()
         if not _usable(conn):

@@ -32,7 +32,10 @@ from gateway.db.kept import (
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-READ_ONLY = "mwplu_read_only"  # a connection's transaction began READ ONLY (its record's info)
+# A connection's transaction began READ ONLY and its COMMIT may be deferred (its record's info;
+# ``gateway.db.kept``). Not through PgBouncer: there the gateway is one client of many, and a
+# server connection kept in a transaction is one the others cannot have meanwhile.
+DEFER_COMMIT = "mwplu_defer_commit"
 
 ROLES = ("anon", "authenticated", "service_role")
 
@@ -122,7 +125,7 @@ def begin_as(
 ) -> str:
     """BEGIN and ``set_local``'s settings as one simple query (one round trip); with
     ``generic_plans``, generic plans for the transaction's statements (``GENERIC_PLANS``);
-    ``read_only``, a transaction that cannot write (its COMMIT is deferred: ``UNENDED``).
+    ``read_only``, a transaction that cannot write (``DEFER_COMMIT``).
 
     Remembered for the last viewers seen (a cached token's viewer is the same object on every
     request); the entry holds both objects, so their ids cannot be reused while it lives."""
@@ -161,7 +164,7 @@ async def open_transaction(
     SQLAlchemy sends no BEGIN or COMMIT of its own, and ``end_transaction`` ends the
     transaction. Three round trips per request (set-up, the statement, COMMIT) where
     SQLAlchemy's own transaction and ping took seven; two for a ``read_only`` one whose
-    connection is taken again soon (``UNENDED``).
+    connection is taken again soon (``DEFER_COMMIT``, ``gateway.db.kept``).
 
     Connections are not pinged before use: one the server dropped (a restart, an idle
     timeout) fails the set-up, which nothing depends on yet, and is replaced."""
@@ -183,7 +186,7 @@ async def open_transaction(
             if dropped and attempt > 1:
                 continue
             raise
-        info[READ_ONLY] = read_only
+        info[DEFER_COMMIT] = read_only and not settings.pgbouncer
         return conn
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -200,7 +203,7 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
         if commit:
             raise RuntimeError("the transaction was not committed (its connection broke)")
         return
-    if commit and conn.sync_connection.info.get(READ_ONLY) and keepable(conn):  # type: ignore[union-attr]
+    if commit and conn.sync_connection.info.get(DEFER_COMMIT) and keepable(conn):  # type: ignore[union-attr]
         keep_unended(conn)
         return
     try:
