@@ -114,7 +114,9 @@ class Run:
             missing = tuple(k for k in dict.fromkeys(ids) if k not in known)
             if missing:
                 batches.append(self.rows.load((type_name, missing)))
-        if batches:
+        if len(batches) == 1:
+            await batches[0]
+        elif batches:
             await asyncio.gather(*batches)
 
     # -- the load phase --------------------------------------------------------------------------
@@ -249,9 +251,16 @@ class Run:
         """The response's data (None when a non-null root field is null); ``errors`` holds
         the field errors. Each root field's own rows are read apart (one that fails is null
         with its error, its siblings answer); then everything below them, level by level."""
-        loaded = await asyncio.gather(
-            *(self.load_root(root) for root in self.plan.roots), return_exceptions=True
-        )
+        plan_roots = self.plan.roots
+        if len(plan_roots) == 1:  # (no task for a lone root field: most operations)
+            try:
+                loaded: list[Any] = [await self.load_root(plan_roots[0])]
+            except Exception as error:
+                loaded = [error]
+        else:
+            loaded = await asyncio.gather(
+                *(self.load_root(root) for root in plan_roots), return_exceptions=True
+            )
         below: list[tuple[ObjectPlan, Any]] = []
         for root, value in zip(self.plan.roots, loaded, strict=True):
             if not isinstance(value, BaseException):
