@@ -237,6 +237,25 @@ def test_a_normal_request_with_normal_headers_is_answered(gateway: Gateway) -> N
     assert orjson.loads(body)["data"]["cities"]["totalCount"] >= 0
 
 
+def test_serve_prints_each_requests_log_line(gateway: Gateway) -> None:
+    """The request log (README: one JSON line per request) reaches ``serve``'s stderr, not
+    only a logger nothing prints."""
+    status, _ = answered(gateway, post([b"X-Request-Id: request-log-line-1"]))
+    assert status == 200
+    deadline = time.monotonic() + 5
+    while True:
+        logged = [
+            orjson.loads(line) for line in gateway.log.read_text().splitlines()
+            if line.startswith("{")
+        ]
+        mine = [entry for entry in logged if entry.get("request_id") == "request-log-line-1"]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(mine) == 1, logged
+    assert mine[0]["outcome"] == "ok" and mine[0]["operation_type"] == "query"
+
+
 def test_the_largest_head_within_the_bounds_is_answered(gateway: Gateway) -> None:
     # 100 fields (Host, post()'s three and 96 more) of 16 KiB of names and values in all
     fillers = [b"X-Filler-%02d: %s" % (i, b"f" * 150) for i in range(96)]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import socket
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -137,11 +138,31 @@ def run_server(
         if graphiql_user is not None:  # the demo user's token in every worker's page
             os.environ["GATEWAY_GRAPHIQL_USER"] = graphiql_user
         uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
-                    log_level="info", http=PROTOCOL)
+                    log_level="info", log_config=log_config(), http=PROTOCOL)
         return
     from gateway.http.app import create_app
     from gateway.http.runtime import tune_gc
 
     app = create_app(settings, graphiql_user=graphiql_user)
     tune_gc()
-    uvicorn.run(app, host=host, port=port, log_level="info", http=head_bounded(settings.limits))
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(),
+                http=head_bounded(settings.limits))
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging and the gateway's, on stderr: the gateway's loggers at INFO through
+    uvicorn's handler, and the request log (``gateway.requests``) as bare JSON lines. (uvicorn
+    configures only its own loggers: the gateway's fell back to the root logger's WARNING, and
+    no request line was printed.)"""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["line"] = {"format": "%(message)s"}
+    config["handlers"]["lines"] = {
+        "class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["gateway"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["gateway.requests"] = {
+        "handlers": ["lines"], "level": "INFO", "propagate": False,
+    }
+    return config
