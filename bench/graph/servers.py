@@ -4,6 +4,7 @@ too), each started on 127.0.0.1 and stopped by PID."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -185,12 +186,15 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def uvicorn_command(app: str, port: int, workers: int, http: str = "httptools") -> list[str]:
-    """``app`` served by uvicorn on 127.0.0.1 with uvloop, no access log."""
+def uvicorn_command(
+    app: str, port: int, workers: int, http: str = "httptools", log_config: Path | None = None
+) -> list[str]:
+    """``app`` served by uvicorn on 127.0.0.1 with uvloop, no access log; with ``log_config``
+    (a JSON file), that logging."""
     return [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--loop", "uvloop", "--http", http, "--no-access-log",
-        "--log-level", "warning",
+        "--log-level", "warning", *(["--log-config", str(log_config)] if log_config else []),
     ]
 
 
@@ -203,9 +207,14 @@ def start_gateway(
     settings: dict[str, str] | None = None,
 ) -> Server:
     """The gateway as ``mwplu-gateway serve`` runs it (uvicorn, uvloop, the head-bounded httptools
-    protocol of issue 16, item 7), logged in as ``auth_url``, with ``settings`` (``GATEWAY_*``)
-    added; its data directory and log under ``tmp``. Started, not waited for."""
+    protocol of issue 16, item 7, serve's logging: one request line per request), logged in as
+    ``auth_url``, with ``settings`` (``GATEWAY_*``) added; its data directory and log under
+    ``tmp``. Started, not waited for."""
     from gateway.http.protocol import PROTOCOL
+    from gateway.tools.cli.serve import log_config
+
+    logging_file = tmp / "gateway-logging.json"
+    logging_file.write_text(json.dumps(log_config()))
 
     env = {
         **server_env(),
@@ -217,7 +226,10 @@ def start_gateway(
     }
     port = free_port()
     return procs.start(
-        "gateway", uvicorn_command("gateway.http.asgi:app", port, workers, http=PROTOCOL),
+        "gateway",
+        uvicorn_command(
+            "gateway.http.asgi:app", port, workers, http=PROTOCOL, log_config=logging_file
+        ),
         env=env, cwd=ROOT, log=tmp / "gateway.log", port=port, multiworker=workers > 1,
     )
 

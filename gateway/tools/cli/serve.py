@@ -138,7 +138,7 @@ def run_server(
         if graphiql_user is not None:  # the demo user's token in every worker's page
             os.environ["GATEWAY_GRAPHIQL_USER"] = graphiql_user
         uvicorn.run("gateway.http.asgi:app", host=host, port=port, workers=workers, reload=reload,
-                    log_level="info", log_config=log_config(), http=PROTOCOL)
+                    log_level="info", log_config=log_config(), access_log=False, http=PROTOCOL)
         return
     from gateway.http.app import create_app
     from gateway.http.runtime import tune_gc
@@ -146,14 +146,15 @@ def run_server(
     app = create_app(settings, graphiql_user=graphiql_user)
     tune_gc()
     uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(),
-                http=head_bounded(settings.limits))
+                access_log=False, http=head_bounded(settings.limits))
 
 
 def log_config() -> dict[str, Any]:
     """uvicorn's logging and the gateway's, on stderr: the gateway's loggers at INFO through
-    uvicorn's handler, and the request log (``gateway.requests``) as bare JSON lines. (uvicorn
-    configures only its own loggers: the gateway's fell back to the root logger's WARNING, and
-    no request line was printed.)"""
+    uvicorn's handler, and the request log (``gateway.requests``) as bare JSON lines, one per
+    request in place of uvicorn's access log (``serve`` turns that off). uvicorn configures
+    only its own loggers: the gateway's fell back to the root logger's WARNING, and no request
+    line was printed."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
