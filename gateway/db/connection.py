@@ -38,21 +38,26 @@ class Db:
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Result[Any]:
         async with self._lock:
-            if self._closed:
-                raise RuntimeError("the request's transaction is finished")
-            self.statements += 1
+            self._admit()
             with statement_span(statement):
                 return await self.conn.execute(statement, params)
 
     async def send(self, sql: str) -> str:
         """``sql`` as a simple query: several commands, no parameters, no rows back."""
         async with self._lock:
-            if self._closed:
-                raise RuntimeError("the request's transaction is finished")
-            for listener in listeners_of(self.conn.sync_engine):
-                listener(sql)
-            self.statements += 1
+            self._admit(sql)
             return await send(self.conn, sql)
+
+    def _admit(self, driver_sql: str | None = None) -> None:
+        """With the lock held: refuse a statement once the transaction is finished, else count
+        it; one sent to the driver directly is also told to the statement listeners (SQLAlchemy
+        tells them of its own)."""
+        if self._closed:
+            raise RuntimeError("the request's transaction is finished")
+        if driver_sql is not None:
+            for listener in listeners_of(self.conn.sync_engine):
+                listener(driver_sql)
+        self.statements += 1
 
     async def rows(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -73,11 +78,7 @@ class Db:
         query, names = positional(sql)
         args = [params[name] for name in names] if params else []
         async with self._lock:
-            if self._closed:
-                raise RuntimeError("the request's transaction is finished")
-            for listener in listeners_of(self.conn.sync_engine):
-                listener(query)
-            self.statements += 1
+            self._admit(query)
             raw = driver(self.conn)
             with statement_span(query):
                 try:
