@@ -9,6 +9,7 @@ again for every request: a plan compiled per request cost more than the rest of 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from collections import OrderedDict
@@ -87,9 +88,10 @@ def compile_operation(
         if len(_plans) > PLAN_CACHE_SIZE:
             _plans.popitem(last=False)
     if isinstance(result, CompileError):
-        # A new exception each time: raising the cached one would chain every request's frames
-        # onto its traceback.
-        raise CompileError(result.error, result.nodes, result.path)
+        # A new exception each time, around a copy of the refusal: raising the remembered one
+        # would chain every request's frames onto its traceback, and so would a caller that
+        # raises the refusal itself (a subscription's, ``schema.engine.events.subscribe``).
+        raise CompileError(copy.copy(result.error), result.nodes, result.path)
     return result
 
 
