@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from gateway.db.engine import listeners_of
+from gateway.db.engine import announce
 from gateway.tracing import statement_span
 
 
@@ -55,8 +55,7 @@ class Db:
         if self._closed:
             raise RuntimeError("the request's transaction is finished")
         if driver_sql is not None:
-            for listener in listeners_of(self.conn.sync_engine):
-                listener(driver_sql)
+            announce(self.conn.sync_engine, driver_sql)
         self.statements += 1
 
     async def rows(

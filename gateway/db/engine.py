@@ -74,6 +74,13 @@ def listeners_of(engine: Engine) -> list[Callable[[str], None]] | tuple[()]:
     return driver_listeners.get(base_engine(engine), ())
 
 
+def announce(engine: Engine, sql: str) -> None:
+    """Tell ``engine``'s driver listeners of ``sql``, sent to the driver directly (SQLAlchemy
+    tells its own listeners of what goes through it)."""
+    for listener in listeners_of(engine):
+        listener(sql)
+
+
 _autocommit: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
 
 

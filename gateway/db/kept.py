@@ -105,9 +105,7 @@ async def take_connection(engine: AsyncEngine, *, unended: bool = False) -> Asyn
     kept = idle.of_loop()
     while kept:
         conn = kept.pop()
-        if not _usable(conn):
-            await discard(conn)  # the server closed it (a restart): no round trip to find out
-        elif unended or await _ended(conn):
+        if await _ready(conn, end=not unended):
             return conn
     idle.waiting += 1
     try:
@@ -118,6 +116,16 @@ async def take_connection(engine: AsyncEngine, *, unended: bool = False) -> Asyn
     info.setdefault(OPENED, time.monotonic())
     info[POOL] = conn.sync_engine.pool
     return conn
+
+
+async def _ready(conn: AsyncConnection, *, end: bool = True) -> bool:
+    """Whether a kept ``conn`` can serve again: usable (one the server closed, in a restart, is
+    found without a round trip), and with its read-only transaction ended unless the caller
+    ends it (``end``). One that cannot is discarded."""
+    if not _usable(conn):
+        await discard(conn)
+        return False
+    return not end or await _ended(conn)
 
 
 async def _ended(conn: AsyncConnection) -> bool:
@@ -148,21 +156,26 @@ def _usable(conn: AsyncConnection) -> bool:
     )
 
 
-def _verdict(conn: AsyncConnection) -> object:
+def _verdict(conn: AsyncConnection, *, ended: bool = True) -> object:
     """What ``give_back`` does with ``conn``: ``_keep`` it for the next user; ``_check_in``
     when another is waiting for the pool (only a check-in wakes them), the pool would have
     replaced it by now (``pool_recycle``) or it is not usable as it is; ``_close`` when its
-    pool was disposed of (closed for good, not checked in there)."""
+    pool was disposed of (closed for good, not checked in there); ``_open`` when it is still
+    in a transaction though ``ended`` (its user did not end it: never passed on). ``ended``
+    is False when asked before the transaction ends (``keepable``)."""
     sync = conn.sync_connection
     if sync is not None and sync.info.get(POOL) is not conn.sync_engine.pool:
         return _close
+    if not _usable(conn):
+        return _check_in
+    if ended and (UNENDED in sync.info or driver(conn).is_in_transaction()):  # type: ignore[union-attr]
+        return _open
     # SQLAlchemy's own transaction (begun with the first statement; nothing at the server in
     # AUTOCOMMIT mode) goes on to the next request as it is, while it is usable
-    transaction = sync.get_transaction() if sync is not None else None
+    transaction = sync.get_transaction()  # type: ignore[union-attr]
     recycle = getattr(conn.sync_engine.pool, "_recycle", -1)
     if (
         _idle_of(conn.engine).waiting
-        or not _usable(conn)
         or not (transaction is None or transaction.is_active)
         or (recycle >= 0 and time.monotonic() - sync.info.get(OPENED, 0.0) > recycle)  # type: ignore[union-attr]
     ):
@@ -170,29 +183,25 @@ def _verdict(conn: AsyncConnection) -> object:
     return _keep
 
 
-_keep, _check_in, _close = object(), object(), object()
+_keep, _check_in, _close, _open = object(), object(), object(), object()
 
 
 def keepable(conn: AsyncConnection) -> bool:
-    """Whether ``give_back`` would keep ``conn``."""
-    return _verdict(conn) is _keep
+    """Whether ``give_back`` would keep ``conn`` once its transaction has ended."""
+    return _verdict(conn, ended=False) is _keep
 
 
 async def give_back(conn: AsyncConnection) -> None:
     """Keep ``conn`` for the next user, check it in or close it (``_verdict``). Its
-    transaction has ended: one still open (its user did not end it) is never passed on."""
-    if _usable(conn) and (
-        UNENDED in conn.sync_connection.info or driver(conn).is_in_transaction()  # type: ignore[union-attr]
-    ):
-        log.warning("a connection was given back in a transaction; it was closed")
-        await discard(conn)
-        return
+    transaction has ended."""
     verdict = _verdict(conn)
     if verdict is _keep:
         _idle_of(conn.engine).of_loop().append(conn)
     elif verdict is _check_in:
         await conn.close()
     else:
+        if verdict is _open:
+            log.warning("a connection was given back in a transaction; it was closed")
         await discard(conn)
 
 
@@ -236,9 +245,7 @@ async def _sweep(kept: _Kept) -> None:
                 continue  # taken meanwhile
             kept.remove(conn)
             try:
-                if not _usable(conn):
-                    await discard(conn)
-                elif await _ended(conn):
+                if await _ready(conn):
                     await give_back(conn)
             except Exception:
                 log.warning("a kept connection could not be given back", exc_info=True)
@@ -269,9 +276,7 @@ async def release_idle(engine: AsyncEngine) -> None:
         kept.sweep = None
     while kept:
         conn = kept.pop()
-        if not _usable(conn):
-            await discard(conn)
-        elif await _ended(conn):
+        if await _ready(conn):
             await conn.close()
 
 

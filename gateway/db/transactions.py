@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.connection import Db, driver, send
-from gateway.db.engine import listeners_of, pool_capacity
+from gateway.db.engine import announce, pool_capacity
 from gateway.db.failures import unavailable
 from gateway.db.kept import (
     UNENDED,
@@ -174,8 +174,7 @@ async def open_transaction(
         info = conn.sync_connection.info  # type: ignore[union-attr]
         sql = setup if info.pop(UNENDED, None) is None else "COMMIT; " + setup
         try:
-            for listener in listeners_of(engine.sync_engine):
-                listener(sql)
+            announce(engine.sync_engine, sql)
             await send(conn, sql)
         except BaseException:
             try:

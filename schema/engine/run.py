@@ -262,7 +262,7 @@ class Run:
                 *(self.load_root(root) for root in plan_roots), return_exceptions=True
             )
         below: list[tuple[ObjectPlan, Any]] = []
-        for root, value in zip(self.plan.roots, loaded, strict=True):
+        for root, value in zip(plan_roots, loaded, strict=True):
             if not isinstance(value, BaseException):
                 below.extend(self.below_root(root, value))
         try:
@@ -270,10 +270,10 @@ class Run:
         except Exception as error:
             # The levels below are shared by every root field (one statement per type and
             # level): a failed load is the operation's error, located at its first field.
-            first = self.plan.roots[0].field
+            first = plan_roots[0].field
             raise located_error(error, list(first.nodes), [first.key]) from None
         data: dict[str, Any] = {}
-        for root, value in zip(self.plan.roots, loaded, strict=True):
+        for root, value in zip(plan_roots, loaded, strict=True):
             f = root.field
             if isinstance(value, BaseException):
                 if not isinstance(value, Exception):
