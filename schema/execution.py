@@ -15,15 +15,19 @@ import weakref
 from typing import Any
 
 from graphql import (
+    GraphQLError,
     GraphQLField,
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLResolveInfoHelpers,
+    GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     is_non_null_type,
     located_error,
 )
-from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.execution.collect_fields import FragmentDetails, GroupedFieldSet
+from graphql.execution.values import VariableValues
 from graphql.pyutils import AwaitableOrValue
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -67,9 +71,7 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
         context = self.context_value
-        if hasattr(context, "operation_type"):  # for the request's log line and metrics
-            context.operation_type = self.operation.operation.value
-            context.operation_name = self.operation.name.value if self.operation.name else None
+        note_operation(context, self.operation)
         if isinstance(context, Subscriber) and (
             self.operation.operation != OperationType.SUBSCRIPTION
         ):
@@ -127,36 +129,53 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_engine(
         self, root_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, serially: bool
     ) -> AwaitableOrValue[dict[str, Any]]:
+        return engine_data(  # type: ignore[return-value]
+            self.schema, self.fragments, self.variable_values, self.operation, root_type,
+            grouped_field_set, serially, self.context_value, self.collected_errors.errors,
+        )
+
+
+def engine_data(
+    schema: GraphQLSchema,
+    fragments: dict[str, FragmentDetails],
+    variable_values: VariableValues,
+    operation: OperationDefinitionNode,
+    root_type: GraphQLObjectType,
+    fields: GroupedFieldSet,
+    serially: bool,
+    context: Any,
+    errors: list[GraphQLError],
+) -> AwaitableOrValue[dict[str, Any] | None]:
+    """The data of ``fields`` (an operation's root fields) as the engine answers them: its
+    plan compiled (or remembered), then run for ``context``; field errors go to ``errors``.
+    Refused when compiled: no root field runs, no SQL is sent."""
+    try:
+        plan = compile_operation(schema, fragments, variable_values, operation, root_type, fields)
+    except CompileError as refused:
+        errors.append(located_error(refused.error, list(refused.nodes), refused.path))
+        return refused_data(root_type, fields)
+    if hasattr(context, "generic_plans"):
+        # statements by key only: PostgreSQL may skip planning them again (a custom plan
+        # of a by-id read under row-level security cost it 4 to 6 times the execution)
+        context.generic_plans = plan.keyed
+    run = Run(plan, context)
+
+    async def execute() -> dict[str, Any] | None:
         try:
-            plan = compile_operation(
-                self.schema,
-                self.fragments,
-                self.variable_values,
-                self.operation,
-                root_type,
-                grouped_field_set,
-            )
-        except CompileError as refused:
-            # Refused before any SQL: no root field runs.
-            self.collected_errors.errors.append(
-                located_error(refused.error, list(refused.nodes), refused.path)
-            )
-            return refused_data(root_type, grouped_field_set)  # type: ignore[return-value]
-        if hasattr(self.context_value, "generic_plans"):
-            # statements by key only: PostgreSQL may skip planning them again (a custom plan
-            # of a by-id read under row-level security cost it 4 to 6 times the execution)
-            self.context_value.generic_plans = plan.keyed
-        run = Run(plan, self.context_value)
+            data = await (run.execute_serially() if serially else run.execute())
+        finally:
+            run.release()
+        errors.extend(run.errors)
+        return data
 
-        async def execute() -> Any:
-            try:
-                data = await (run.execute_serially() if serially else run.execute())
-            finally:
-                run.release()
-            self.collected_errors.errors.extend(run.errors)
-            return data
+    return execute()
 
-        return execute()
+
+def note_operation(context: Any, operation: OperationDefinitionNode) -> None:
+    """Tell the request's context which operation it runs (its log line and metrics)."""
+    if hasattr(context, "operation_type"):
+        context.operation_type = operation.operation.value
+        context.operation_name = operation.name.value if operation.name else None
 
 
 def refused_data(root_type: GraphQLObjectType, fields: GroupedFieldSet) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from gateway.db import StatementCounter
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import shared
+from schema import prepared as prepared_module
 from schema.prepared import Prepared, prepared_of
 from schema.root import build_schema
 from tests.conftest import bearer
@@ -84,6 +85,49 @@ async def test_an_accepted_document_runs_again_without_the_pipeline(
         "/graphql", json={**body, "variables": {"n": 1}}, headers=AS_USER
     )
     assert third.status_code == 200 and spy.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "executor"),
+    [
+        # the engine answers every root field: run without graphql-core's executor
+        ("query Q($skip: Boolean!) { __typename cities(first: 1) @skip(if: $skip) { totalCount }"
+         " ...more } fragment more on Query { viewer { id } }", {"skip": False}, False),
+        ("query Q($skip: Boolean!) { __typename cities(first: 1) @skip(if: $skip) { totalCount }"
+         " ...more } fragment more on Query { viewer { id } }", {"skip": True}, False),
+        ("query Q($id: ID!) { node(id: $id) { id } }", {"id": "bm90IGFuIGlk"}, False),
+        ("query Q { conversations(first: 101) { totalCount } }", None, False),
+        # introspection beside the engine's fields: graphql-core's executor runs it
+        ("query Q { __schema { queryType { name } } cities(first: 1) { totalCount } }", None,
+         True),
+        ("query Q { ...intro } fragment intro on Query { __type(name: \"City\") { name } }",
+         None, True),
+    ],
+)
+async def test_a_prepared_operation_answers_as_the_pipeline_did(
+    gateway: tuple[httpx.AsyncClient, strawberry.Schema, Spy],
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+    variables: dict[str, Any] | None,
+    executor: bool,
+) -> None:
+    client, _schema, spy = gateway
+    executed = []
+    inner = prepared_module.execute
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        executed.append(query)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(prepared_module, "execute", counting)
+    body = {"query": query, "variables": variables}
+    first, second = await twice(client, method="POST", url="/graphql", json=body,
+                                headers=AS_USER)
+    assert spy.calls == 1  # the second request took the prepared operation
+    assert len(executed) == (1 if executor else 0)  # by graphql-core's executor, or not
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    assert first.json()["data"] is not None or "errors" in first.json()
 
 
 async def test_variables_that_do_not_coerce_are_refused_alike(
