@@ -1100,3 +1100,37 @@ async def test_a_reply_to_a_message_of_the_same_page_costs_no_statement(
         if replies:
             assert nodes[1]["replyTo"] == {"id": nodes[0]["id"]}
         assert statements.reads == 2, statements.statements  # the conversation, its page
+
+
+@pytest.mark.parametrize("selection", ["node", "nodes"])
+async def test_a_null_in_a_non_null_field_nulls_up_to_the_nearest_nullable_parent(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    selection: str,
+) -> None:
+    # given a conversation whose second message holds a role the graph cannot write (its
+    # check dropped: the writer meets a null in the non-null ``role``)
+    conversation, user = await owner.fetchrow(
+        "SELECT c.id, c.user_id FROM v2_conversations c WHERE (SELECT count(*) FROM v2_messages"
+        " m WHERE m.conversation_id = c.id) >= 3 ORDER BY c.id LIMIT 1"
+    )
+    await owner.execute("ALTER TABLE v2_messages DROP CONSTRAINT v2_messages_role_check")
+    await owner.execute(
+        "UPDATE v2_messages SET role = 'robot' WHERE id = (SELECT id FROM v2_messages"
+        " WHERE conversation_id = $1 ORDER BY created_at, id OFFSET 1 LIMIT 1)",
+        conversation,
+    )
+    page = "messages(first: 3) { edges { node { role text } } }"
+    wrapped = {"node": "node(id: $id)", "nodes": "nodes(ids: [$id])"}[selection]
+    query = f"query N($id: ID!) {{ {wrapped} {{ ... on V2Conversation {{ title {page} }} }} }}"
+    # when it is read
+    body = await gql(plans, query, {"id": gid("V2Conversation", conversation)}, user=user)
+    # then the error (the server's fault: masked) is at the role's path, and every non-null
+    # field above it is null up to the nullable one: the node (a ``nodes`` item is nullable)
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "INTERNAL"
+    at = [selection] + ([0] if selection == "nodes" else [])
+    assert error["path"] == [*at, "messages", "edges", 1, "node", "role"]
+    assert body["data"] == {selection: None if selection == "node" else [None]}
+    # and the other messages of a page are written as they are
+    ok(await gql(plans, query.replace("first: 3", "first: 1"),
+                 {"id": gid("V2Conversation", conversation)}, user=user))

@@ -4,7 +4,10 @@ A plan's selection is known when the operation is compiled, so the code that wri
 object is too: for each object plan a function that reads the row's columns by position and
 returns the object as one dict literal (``{"title": row[1], "createdAt": v2, …}``), calling
 the writers of its relations. Nothing is interpreted per field at run time, which is most of
-the cost of a response of a few thousand fields in Python.
+the cost of a response of a few thousand fields in Python. An object with no relation (a
+message, a city) is one expression, written inline where it is used: in the comprehension of
+its page's edges, its list or its parent's writer (no call, and no path built unless a field
+is null). A page's edges are expressions too.
 
 GraphQL's null propagation is part of the generated code: a null in a non-null field records
 its error (with its path, kept as nested ``(parent, key)`` tuples that are flattened only for
@@ -104,6 +107,10 @@ class Generator:
             return name
         name = self.names[id(plan)] = f"object_{len(self.names)}"
         lines = [f"def {name}(row, path, F, P, R):"]
+        if flat(plan):
+            lines.append(f"    return {self.flat_object(plan, 'row', 'path')}")
+            self.sources.append("\n".join(lines))
+            return name
         keys = []
         for index, f in enumerate(plan.fields):
             value = f"v{index}"
@@ -122,20 +129,47 @@ class Generator:
             f"    R.null({self.constant(f.nodes)}, (path, {f.key!r}), {message!r})",
         ]
 
-    def field(self, f: FieldPlan, value: str, parent_type: str) -> list[str]:
+    def flat_object(self, plan: ObjectPlan, row: str, path: str) -> str:
+        """A flat plan's object written from ``row`` as one expression. ``path`` (the
+        object's path, as source) is evaluated only for a null in a non-null field."""
+        items = [f"{f.key!r}: {self.leaf(f, row, path, plan.type_name)}" for f in plan.fields]
+        return "{" + ", ".join(items) + "}"
+
+    def leaf(self, f: FieldPlan, row: str, path: str, parent_type: str) -> str:
+        """A field of a flat plan as an expression (``field`` writes the same as statements)."""
         kind = f.kind
         if kind == TYPENAME or kind == LITERAL:
-            return [f"{value} = {f.literal!r}"]
+            return repr(f.literal)
         if kind == ID:
-            return [f"{value} = to_global_id({parent_type!r}, row[0])"]
+            return f"to_global_id({parent_type!r}, {row}[0])"
         if kind == DBID:
-            return [f"{value} = str(row[0])"]
-        if kind == LEAF:
-            lines = [f"{value} = row[{f.column}]"]
-            if f.convert is not None:
-                convert = self.constant(f.convert)
-                lines += [f"if {value} is not None:", f"    {value} = {convert}({value})"]
-            return [*lines, *self.null_check(f, value, parent_type)]
+            return f"str({row}[0])"
+        value = f"{row}[{f.column}]"
+        if f.convert is not None:
+            held = self.temporary()
+            value = (f"({self.constant(f.convert)}({held}) if ({held} := {value}) is not None "
+                     "else None)")
+        if not f.non_null:
+            return value
+        held = self.temporary()
+        message = f"Cannot return null for non-nullable field {parent_type}.{f.name}."
+        return (f"({held} if ({held} := {value}) is not None else "
+                f"R.null({self.constant(f.nodes)}, ({path}, {f.key!r}), {message!r}))")
+
+    def temporary(self) -> str:
+        return f"t{next(self._ids)}"
+
+    def call(self, plan: ObjectPlan, row: str, path: str) -> str:
+        """The object of ``plan`` written from ``row`` (with its path, as source): inline when
+        the plan is flat, else a call of its writer."""
+        if flat(plan):
+            return self.flat_object(plan, row, path)
+        return f"{self.object(plan)}({row}, {path}, F, P, R)"
+
+    def field(self, f: FieldPlan, value: str, parent_type: str) -> list[str]:
+        kind = f.kind
+        if kind in _FLAT:
+            return [f"{value} = {self.leaf(f, 'row', 'path', parent_type)}"]
         here = f"(path, {f.key!r})"
         if kind == ONE:
             lines = [f"key = row[{f.column}]"]
@@ -144,9 +178,8 @@ class Generator:
                 if plan is None:
                     lines.append(f"{value} = None")
                     return lines + self.null_check(f, value, parent_type)
-                writer = self.object(plan)
                 lines += [f"child = F[{target!r}].get(key) if key is not None else None"]
-                call = f"{writer}(child, {here}, F, P, R)"
+                call = self.call(plan, "child", here)
             else:
                 stores = self.constant(f.by_store)
                 writers = {t: self.object(p) for t, p in f.targets.items()}
@@ -161,7 +194,7 @@ class Generator:
             return [*lines, *guarded, *self.null_check(f, value, parent_type)]
         if kind == MANY:
             ((target, plan),) = f.targets.items()
-            writer = self.object(plan)
+            item = self.call(plan, "c", "(items_path, i)")
             lines = [
                 f"found = F[{target!r}]",
                 "children = [found[k] for k in (row[" + str(f.column) + "] or ()) if k in found]",
@@ -169,16 +202,12 @@ class Generator:
             ]
             if f.non_null:
                 # A null item propagates to the list, which is non-null too: to the parent.
-                lines.append(
-                    f"{value} = [{writer}(c, (items_path, i), F, P, R)"
-                    " for i, c in enumerate(children)]"
-                )
+                lines.append(f"{value} = [{item} for i, c in enumerate(children)]")
                 return lines
             return [
                 *lines,
                 "try:",
-                f"    {value} = [{writer}(c, (items_path, i), F, P, R)"
-                " for i, c in enumerate(children)]",
+                f"    {value} = [{item} for i, c in enumerate(children)]",
                 "except Propagate:",
                 f"    {value} = None",
             ]
@@ -242,53 +271,52 @@ class Generator:
                 lines.append(f"    {value} = {{{', '.join(info)}}}")
             else:
                 assert part.kind == EDGES
-                edge = self.edge(plan, part.parts, kind)
+                edge = self.edge(plan, part.parts, kind, "(edges_path, i)")
                 lines += [
                     f"    edges_path = (path, {part.key!r})",
-                    f"    {value} = [{edge}(item, (edges_path, i), F, P, R)"
-                    " for i, item in enumerate(items)]",
+                    f"    {value} = [{edge} for i, (type_name, row, first, key) in "
+                    "enumerate(items)]",
                 ]
         lines.append(f"    return {{{', '.join(keys)}}}")
         self.sources.append("\n".join(lines))
         return name
 
-    def edge(self, plan: ConnectionPlan, parts: list[Any], kind: str) -> str:
-        name = f"edge_{next(self._ids)}"
-        lines = [f"def {name}(item, path, F, P, R):", "    type_name, row, first, key = item"]
-        keys = []
-        for index, sub in enumerate(parts):
-            value = f"v{index}"
-            keys.append(f"{sub.key!r}: {value}")
+    def edge(self, plan: ConnectionPlan, parts: list[Any], kind: str, path: str) -> str:
+        """An edge written from a page item (``type_name, row, first, key``) as one
+        expression; ``path`` (the edge's, as source) is evaluated only for an error."""
+        items = []
+        for sub in parts:
             if sub.kind == CURSOR:
-                lines.append(f"    {value} = encode_cursor({kind}, first, key)")
+                written = f"encode_cursor({kind}, first, key)"
             elif sub.kind == NODE:
                 message = (
                     f"Cannot return null for non-nullable field {plan.node_type}Edge.node."
                 )
+                here = f"({path}, {sub.key!r})"
+                null = f"R.null({self.constant(sub.nodes)}, {here}, {message!r})"
                 if len(sub.targets) == 1:
-                    # one type of node (a page of messages): its writer, called by name
+                    # one type of node (a page of messages): written here, or its writer called
                     ((target, node_plan),) = sub.targets.items()
-                    lines.append(
-                        f"    {value} = (None if type_name != {target!r} or row is None else "
-                        f"{self.object(node_plan)}(row, (path, {sub.key!r}), F, P, R))"
-                    )
+                    written = (f"({null} if type_name != {target!r} or row is None else "
+                               f"{self.call(node_plan, 'row', here)})")
                 else:
                     writers = self.constant({t: self.object(p) for t, p in sub.targets.items()})
-                    lines += [
-                        f"    writer = {writers}.get(type_name)",
-                        f"    {value} = (None if writer is None or row is None else "
-                        f"globals()[writer](row, (path, {sub.key!r}), F, P, R))",
-                    ]
-                lines += [
-                    f"    if {value} is None:",
-                    f"        R.null({self.constant(sub.nodes)}, (path, {sub.key!r}), "
-                    f"{message!r})",
-                ]
+                    held = self.temporary()
+                    written = (f"({null} if ({held} := {writers}.get(type_name)) is None or "
+                               f"row is None else globals()[{held}](row, {here}, F, P, R))")
             else:
-                lines.append(f"    {value} = {sub.literal!r}")
-        lines.append(f"    return {{{', '.join(keys)}}}")
-        self.sources.append("\n".join(lines))
-        return name
+                written = repr(sub.literal)
+            items.append(f"{sub.key!r}: {written}")
+        return "{" + ", ".join(items) + "}"
+
+
+def flat(plan: ObjectPlan) -> bool:
+    """Whether ``plan``'s fields are all written from its own row (no relation): its object
+    is then one expression, written inline where it is used."""
+    return all(f.kind in _FLAT for f in plan.fields)
+
+
+_FLAT = frozenset({TYPENAME, ID, DBID, LITERAL, LEAF})
 
 
 def root_writers(field: FieldPlan) -> dict[str, Writer]:
