@@ -17,7 +17,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from gateway.db import Db, Viewer, end_transaction, open_transaction, pool_capacity
+from gateway.db import (
+    Db,
+    Viewer,
+    end_deferred,
+    end_transaction,
+    open_transaction,
+    pool_capacity,
+)
 from gateway.db.read_your_writes import current_window
 from gateway.db.replicas import PRIMARY, replicas_of
 from gateway.realtime import Hub
@@ -172,7 +179,8 @@ class Context:
         if commit and self.wrote and window is not None:
             # Even if the COMMIT's outcome turns out unknown: the write may have been made.
             window.written_by = self.viewer
-        await asyncio.shield(_close(conn, db, commit, release))
+        if not _closed_at_once(conn, db, commit, release):
+            await asyncio.shield(_close(conn, db, commit, release))
         self.committed = commit
 
     async def is_admin(self) -> bool:
@@ -210,6 +218,24 @@ async def _begin(
     except BaseException:
         release()
         raise
+
+
+def _closed_at_once(
+    conn: AsyncConnection, db: Db, commit: bool, release: Callable[[], None]
+) -> bool:
+    """``_close`` without awaiting anything, when that is all it would do (a read whose
+    COMMIT waits for the connection's next user, with no statement running): no task to
+    shield it. False, with nothing done but ``db`` held, otherwise."""
+    if not (commit and db.hold_now()):
+        return False
+    try:
+        if not end_deferred(conn):
+            return False
+    except BaseException:
+        release()
+        raise
+    release()
+    return True
 
 
 async def _close(

@@ -34,6 +34,13 @@ class Db:
         self._closed = True
         self._lock.release()
 
+    def hold_now(self) -> bool:
+        """``hold`` when no statement runs (nothing to wait for); False when one does."""
+        if self._lock.locked():
+            return False
+        self._closed = True
+        return True
+
     async def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Result[Any]:

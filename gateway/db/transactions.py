@@ -202,8 +202,7 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
         if commit:
             raise RuntimeError("the transaction was not committed (its connection broke)")
         return
-    if commit and conn.sync_connection.info.get(DEFER_COMMIT) and keepable(conn):  # type: ignore[union-attr]
-        keep_unended(conn)
+    if commit and end_deferred(conn):
         return
     try:
         status = await send(conn, "COMMIT" if commit else "ROLLBACK")
@@ -222,6 +221,18 @@ async def end_transaction(conn: AsyncConnection, *, commit: bool) -> None:
     await give_back(conn)
     if commit and status != "COMMIT":
         raise RuntimeError(f"the transaction was not committed (the server answered {status})")
+
+
+def end_deferred(conn: AsyncConnection) -> bool:
+    """End a read-only transaction whose COMMIT may wait for the connection's next user
+    (``DEFER_COMMIT``): the connection is kept with it open (``keep_unended``), nothing is sent
+    and nothing awaited. False when it cannot be (then ``end_transaction`` sends the COMMIT)."""
+    if conn.invalidated or not conn.sync_connection.info.get(DEFER_COMMIT):  # type: ignore[union-attr]
+        return False
+    if not keepable(conn):
+        return False
+    keep_unended(conn)
+    return True
 
 
 @asynccontextmanager
