@@ -98,26 +98,35 @@ class Run:
             self._rows = RowsById(self.context.db, ENTITIES, self.plan.columns, self._found)
         return self._rows
 
-    async def load_keys(self, keys: Iterable[tuple[str, UUID]]) -> None:
+    async def load_keys(self, keys: Iterable[tuple[str, UUID]], *, alone: bool = False) -> None:
         """Rows by (type, id) not read yet, one statement per type."""
         by_type: dict[str, list[UUID]] = {}
         for type_name, key in keys:
             by_type.setdefault(type_name, []).append(key)
-        await self.load_ids(by_type)
+        await self.load_ids(by_type, alone=alone)
 
-    async def load_ids(self, by_type: Mapping[str, Iterable[UUID]]) -> None:
-        """Rows by id per type, those not read yet, one statement per type."""
+    async def load_ids(
+        self, by_type: Mapping[str, Iterable[UUID]], *, alone: bool = False
+    ) -> None:
+        """Rows by id per type, those not read yet, one statement per type. ``alone``: nothing
+        else of the run can ask for rows meanwhile (the lone root field's own read), so there
+        is nothing to batch with: the loader's batch function reads them at once, without its
+        queue and the task that dispatches it."""
         found = self._found
         batches = []
         for type_name, ids in by_type.items():
             known = found[type_name]
             missing = tuple(k for k in dict.fromkeys(ids) if k not in known)
             if missing:
-                batches.append(self.rows.load((type_name, missing)))
-        if len(batches) == 1:
-            await batches[0]
-        elif batches:
-            await asyncio.gather(*batches)
+                batches.append((type_name, missing))
+        if not batches:
+            return
+        if alone:
+            await self.rows.batch_load_fn(batches)
+        elif len(batches) == 1:
+            await self.rows.load(batches[0])
+        else:
+            await asyncio.gather(*(self.rows.load(batch) for batch in batches))
 
     # -- the load phase --------------------------------------------------------------------------
 
@@ -324,7 +333,7 @@ class Run:
         if kind == NODES:
             anonymous = self.context.is_anonymous
             wanted = [(t, k) for t, k in root.ids if not anonymous or roots.visible_to_anonymous(t)]
-            await self.load_keys(wanted)
+            await self.load_keys(wanted, alone=len(self.plan.roots) == 1)
             return [(t, self.found(t, k) if (t, k) in wanted else None) for t, k in root.ids]
         if kind == VIEWER:
             return await roots.fetch_viewer(self)
@@ -334,7 +343,7 @@ class Run:
             return await roots.fetch_rows(self, root)
         if kind == EVENT:
             assert self.event is not None
-            await self.load_keys([self.event])
+            await self.load_keys([self.event], alone=len(self.plan.roots) == 1)
             return [(self.event[0], self.found(*self.event))]
         return None
 
