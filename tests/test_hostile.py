@@ -329,15 +329,15 @@ async def test_a_generated_request_id_is_returned(
 async def test_an_error_outside_execution_is_a_masked_500(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gateway import context
+    from gateway.context import Context
 
-    close = context._close
+    finish = Context.finish
 
-    async def broken_close(*args: Any) -> None:
-        await close(*args)  # the connection goes back to the pool; then the failure
+    async def broken_finish(self: Context, *, commit: bool) -> None:
+        await finish(self, commit=commit)  # the connection goes back to the pool; then the failure
         raise RuntimeError(SECRET)
 
-    monkeypatch.setattr(context, "_close", broken_close)
+    monkeypatch.setattr(Context, "finish", broken_finish)
     response = await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers=AS_USER)
     assert response.status_code == 500
     [error] = response.json()["errors"]

@@ -71,6 +71,9 @@ async def test_a_commit_the_database_does_not_confirm_is_503(
             raise ConnectionResetError("connection lost during COMMIT")
 
     monkeypatch.setattr(context_module, "end_transaction", connection_lost_at_commit)
+    # a query's COMMIT sent at the end of its request (through PgBouncer, or a connection not
+    # kept), not left to the connection's next user
+    monkeypatch.setattr(context_module, "end_deferred", lambda conn: False)
     response = await client.post("/graphql", json={"query": query}, headers=bearer(str(user)))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     (error,) = response.json()["errors"]
