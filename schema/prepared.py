@@ -254,10 +254,14 @@ def _direct(
         return None
     note_operation(context_value, operation)
     errors: list[GraphQLError] = []
-    data = engine_data(
-        graphql_schema, fragments, values, operation, root_type, fields,
-        operation.operation == GraphQLOperationType.MUTATION, context_value, errors,
-    )
+    try:
+        data = engine_data(
+            graphql_schema, fragments, values, operation, root_type, fields,
+            operation.operation == GraphQLOperationType.MUTATION, context_value, errors,
+        )
+    except GraphQLError as error:  # as graphql-core's executor: no data, that error
+        errors.append(error)
+        data = None
     return _answered(data, errors)
 
 
