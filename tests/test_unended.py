@@ -231,3 +231,34 @@ async def set_up_heads(
         heads.append(setup.split("; ")[:2])
     assert await owner.fetchval("SELECT count(*) FROM v2_projects WHERE name = 'P'") == 1
     return heads
+
+
+async def test_a_kept_connection_closed_while_the_sweep_runs_is_dropped_quietly(
+    engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The engine disposed of (at shutdown) while the sweep ends one read: the other kept
+    connection is closed under it, and is dropped without an error or a traceback."""
+    first = await open_transaction(engine, Viewer.service(), settings, read_only=True)
+    second = await open_transaction(engine, Viewer.service(), settings, read_only=True)
+    for conn in (first, second):
+        await end_transaction(conn, commit=True)  # both kept, their reads open
+    ended = kept._ended
+    closed = []
+
+    async def closing_the_other(conn: AsyncConnection) -> bool:
+        other = second if conn is first else first
+        if not closed:
+            other.sync_connection.close()  # type: ignore[union-attr]  # as the disposal does
+            closed.append(other)
+        return await ended(conn)
+
+    monkeypatch.setattr(kept, "_ended", closing_the_other)
+    for _ in range(100):
+        await asyncio.sleep(END_AFTER_S)
+        if closed and not in_transaction(first if closed[0] is second else second):
+            break
+    assert closed
+    assert not [r for r in caplog.records if r.name == "gateway.db.kept"], caplog.text
+    async with pooled(engine) as lent:  # the kept one that was not closed still serves
+        assert (await lent.execute(text("SELECT 1"))).scalar() == 1

@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 
 
 async def discard(conn: AsyncConnection) -> None:
-    """Close ``conn`` for good: its transaction's state is unknown."""
+    """Close ``conn`` for good: its transaction's state is unknown. One already closed (its
+    engine disposed of meanwhile) has nothing left to close."""
+    sync = conn.sync_connection
+    if sync is not None and sync.closed:
+        return
     try:
         await conn.invalidate()
     finally:
@@ -150,6 +154,7 @@ def _usable(conn: AsyncConnection) -> bool:
     sync = conn.sync_connection
     return (
         sync is not None
+        and not sync.closed  # (its engine disposed of, under a sweep)
         and not conn.invalidated
         and sync.info.get(POOL) is conn.sync_engine.pool
         and not driver(conn).is_closed()
@@ -164,7 +169,7 @@ def _verdict(conn: AsyncConnection, *, ended: bool = True) -> object:
     in a transaction though ``ended`` (its user did not end it: never passed on). ``ended``
     is False when asked before the transaction ends (``keepable``)."""
     sync = conn.sync_connection
-    if sync is not None and sync.info.get(POOL) is not conn.sync_engine.pool:
+    if sync is not None and not sync.closed and sync.info.get(POOL) is not conn.sync_engine.pool:
         return _close
     if not _usable(conn):
         return _check_in
