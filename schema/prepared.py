@@ -229,8 +229,9 @@ def _direct(
     context_value: Any,
 ) -> Awaitable[ExecutionResult] | None:
     """The engine's run of ``prepared``, or None when graphql-core's executor runs it: the
-    variables do not coerce (a request error, answered as graphql-core answers it), a root
-    field is introspection's, or the operation defers or streams."""
+    variables do not coerce, or a root directive's argument does not (request errors, answered
+    as graphql-core answers them), a root field is introspection's, or the operation defers or
+    streams."""
     operation, fragments = prepared.operation, prepared.fragments
     if fragments is None or isinstance(context_value, Subscriber):
         return None
@@ -248,7 +249,7 @@ def _direct(
         fields, deferred, _ = collect_fields(
             graphql_schema, fragments, values, root_type, operation
         )
-    except RecursionError:
+    except (GraphQLError, RecursionError):  # a directive's argument: the executor answers it
         return None
     if deferred or any(d[0].node.name.value in INTROSPECTION for d in fields.values()):
         return None

@@ -130,6 +130,27 @@ async def test_a_prepared_operation_answers_as_the_pipeline_did(
     assert first.json()["data"] is not None or "errors" in first.json()
 
 
+async def test_a_root_directive_whose_argument_does_not_coerce_is_refused_alike(
+    gateway: tuple[httpx.AsyncClient, strawberry.Schema, Spy],
+) -> None:
+    # given a prepared document whose root field is skipped by a nullable variable (valid: it
+    # has a non-null default)
+    client, _schema, spy = gateway
+    query = "query Q($v: Boolean = false) { cities(first: 1) @skip(if: $v) { totalCount } }"
+    await client.post("/graphql", json={"query": query}, headers=AS_USER)
+    assert spy.calls == 1
+    # when the variable is an explicit null (which @skip's Boolean! cannot take)
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": {"v": None}}, headers=AS_USER
+    )
+    # then the request is refused as the pipeline refuses it: its own message and location
+    [error] = response.json()["errors"]
+    assert "Argument 'if' has invalid value" in error["message"]
+    assert "GraphQL request" not in error["message"]
+    assert error["locations"]
+    assert spy.calls == 2  # answered by the pipeline
+
+
 async def test_variables_that_do_not_coerce_are_refused_alike(
     gateway: tuple[httpx.AsyncClient, strawberry.Schema, Spy],
 ) -> None:
