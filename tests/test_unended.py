@@ -262,3 +262,24 @@ async def test_a_kept_connection_closed_while_the_sweep_runs_is_dropped_quietly(
     assert not [r for r in caplog.records if r.name == "gateway.db.kept"], caplog.text
     async with pooled(engine) as lent:  # the kept one that was not closed still serves
         assert (await lent.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def test_a_kept_connection_the_sweep_cannot_give_back_is_closed(
+    engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unexpected failure while the sweep ends a read: the connection is closed, not left
+    checked out for the collector to find."""
+    conn = await read_as(engine, Viewer.service(), settings)
+    raw = driver_of(conn)
+
+    async def failing(conn: AsyncConnection, *, end: bool = True) -> bool:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(kept, "_ready", failing)
+    for _ in range(100):
+        await asyncio.sleep(END_AFTER_S)
+        if raw.is_closed():
+            break
+    assert raw.is_closed()
+    assert "could not be given back" in caplog.text

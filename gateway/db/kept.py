@@ -254,6 +254,8 @@ async def _sweep(kept: _Kept) -> None:
                     await give_back(conn)
             except Exception:
                 log.warning("a kept connection could not be given back", exc_info=True)
+                with contextlib.suppress(Exception):
+                    await discard(conn)  # never left to the collector, still checked out
     finally:
         kept.sweeping = None
         pending = [since for c in kept if (since := _unended_since(c)) is not None]
