@@ -88,11 +88,7 @@ class EngineExecutionContext(StrawberryGraphQLCoreExecutionContext):
             assert isinstance(root_value, Rendered)
             self.collected_errors.errors.extend(root_value.errors)
             return root_value.data  # type: ignore[return-value]
-        introspection = {
-            key: details
-            for key, details in grouped_field_set.items()
-            if details[0].node.name.value in INTROSPECTION
-        }
+        introspection = introspection_fields(grouped_field_set)
         if not introspection:
             return self.execute_engine(root_type, grouped_field_set, serially)
         fields = {k: d for k, d in grouped_field_set.items() if k not in introspection}
@@ -169,6 +165,15 @@ def engine_data(
         return data
 
     return execute()
+
+
+def introspection_fields(fields: GroupedFieldSet) -> GroupedFieldSet:
+    """The root fields graphql-core's own resolvers answer (``__schema``, ``__type``)."""
+    return {
+        key: details
+        for key, details in fields.items()
+        if details[0].node.name.value in INTROSPECTION
+    }
 
 
 def note_operation(context: Any, operation: OperationDefinitionNode) -> None:

@@ -46,7 +46,12 @@ from strawberry.types.graphql import OperationType
 
 from gateway.context import Subscriber
 from schema.errors import CodedMaskErrors, should_mask
-from schema.execution import INTROSPECTION, EngineExecutionContext, engine_data, note_operation
+from schema.execution import (
+    EngineExecutionContext,
+    engine_data,
+    introspection_fields,
+    note_operation,
+)
 
 PREPARED_SIZE = 512
 MAX_COERCION_ERRORS = 50  # graphql-core's ``execute``'s default
@@ -251,7 +256,7 @@ def _direct(
         )
     except (GraphQLError, RecursionError):  # a directive's argument: the executor answers it
         return None
-    if deferred or any(d[0].node.name.value in INTROSPECTION for d in fields.values()):
+    if deferred or introspection_fields(fields):
         return None
     note_operation(context_value, operation)
     errors: list[GraphQLError] = []

@@ -120,14 +120,17 @@ class Generator:
         self.sources.append("\n".join(lines))
         return name
 
+    def null(self, nodes: tuple[Any, ...], here: str, field: str) -> str:
+        """The call that records a null in the non-null ``field`` (``Type.name``) at ``here``
+        (a path, as source), raising ``Propagate``."""
+        message = f"Cannot return null for non-nullable field {field}."
+        return f"R.null({self.constant(nodes)}, {here}, {message!r})"
+
     def null_check(self, f: FieldPlan, value: str, parent_type: str) -> list[str]:
         if not f.non_null:
             return []
-        message = f"Cannot return null for non-nullable field {parent_type}.{f.name}."
-        return [
-            f"if {value} is None:",
-            f"    R.null({self.constant(f.nodes)}, (path, {f.key!r}), {message!r})",
-        ]
+        null = self.null(f.nodes, f"(path, {f.key!r})", f"{parent_type}.{f.name}")
+        return [f"if {value} is None:", f"    {null}"]
 
     def flat_object(self, plan: ObjectPlan, row: str, path: str) -> str:
         """A flat plan's object written from ``row`` as one expression. ``path`` (the
@@ -152,9 +155,8 @@ class Generator:
         if not f.non_null:
             return value
         held = self.temporary()
-        message = f"Cannot return null for non-nullable field {parent_type}.{f.name}."
-        return (f"({held} if ({held} := {value}) is not None else "
-                f"R.null({self.constant(f.nodes)}, ({path}, {f.key!r}), {message!r}))")
+        null = self.null(f.nodes, f"({path}, {f.key!r})", f"{parent_type}.{f.name}")
+        return f"({held} if ({held} := {value}) is not None else {null})"
 
     def temporary(self) -> str:
         return f"t{next(self._ids)}"
@@ -289,11 +291,8 @@ class Generator:
             if sub.kind == CURSOR:
                 written = f"encode_cursor({kind}, first, key)"
             elif sub.kind == NODE:
-                message = (
-                    f"Cannot return null for non-nullable field {plan.node_type}Edge.node."
-                )
                 here = f"({path}, {sub.key!r})"
-                null = f"R.null({self.constant(sub.nodes)}, {here}, {message!r})"
+                null = self.null(sub.nodes, here, f"{plan.node_type}Edge.node")
                 if len(sub.targets) == 1:
                     # one type of node (a page of messages): written here, or its writer called
                     ((target, node_plan),) = sub.targets.items()
