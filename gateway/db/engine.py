@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
-from gateway.db import urls
+from gateway.db import instants, urls
 from gateway.settings import Settings
 
 SETUP_MARKER = "SET LOCAL role = "  # how every set-up starts (transactions.set_local)
@@ -38,6 +38,7 @@ def create_engine(
     connect_args["server_settings"] = {
         **STARTUP_SETTINGS,
         **connect_args.get("server_settings", {}),
+        **instants.SESSION_SETTINGS,  # the text form of instants depends on them
     }
     if settings.pgbouncer:
         # Transaction pooling cannot keep server-side prepared statements between transactions.

@@ -37,6 +37,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import get_argument_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from gateway.db import instants
 from gateway.errors import BadUserInput, GatewayError
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
 from resolvers.ids import time_keyset, to_global_id
@@ -101,6 +102,24 @@ def converter(type_: GraphQLOutputType) -> Convert | None:
         names = {_stored(v.value): name for name, v in named.values.items()}
         return names.get
     return _CONVERTERS.get(named.name)
+
+
+# Stored leaves of these scalar types are selected in another form, and written by its
+# converter (``read_as``).
+_READ_AS: dict[str, tuple[Callable[[str], str], Convert]] = {
+    "DateTime": (instants.text_form, instants.parse),
+}
+
+
+def read_as(scalar: Scalar, type_: GraphQLOutputType) -> tuple[str, Convert | None]:
+    """The SQL a declared scalar leaf of ``type_`` is selected as, and how it is written."""
+    if scalar.ids_of:
+        return scalar.sql, global_ids(scalar.ids_of)
+    found = _READ_AS.get(get_named_type(type_).name)
+    if found is not None:
+        form, parse = found
+        return form(scalar.sql), parse
+    return scalar.sql, converter(type_)
 
 
 def global_ids(type_name: str) -> Convert:
@@ -236,10 +255,8 @@ class Compiler:
             elif name == "source" and entity.source is not None:
                 f.kind, f.literal = LITERAL, entity.source.upper()
             elif isinstance(declared, Scalar):
-                f.column = self.column(type_name, declared.sql)
-                f.convert = (
-                    global_ids(declared.ids_of) if declared.ids_of else converter(field_def.type)
-                )
+                sql, f.convert = read_as(declared, field_def.type)
+                f.column = self.column(type_name, sql)
             elif isinstance(declared, ToOne):
                 self.to_one(f, type_name, declared, field_def, field_details)
             elif isinstance(declared, ToMany):
