@@ -83,6 +83,34 @@ async def test_reads_and_writes_are_counted_per_store(
     assert "mwplu_db_pool_in_use " in text
 
 
+async def test_a_page_reads_the_row_past_it_only_for_has_next_page(
+    metered: httpx.AsyncClient, owner: asyncpg.Connection
+) -> None:
+    """The row past a page only says whether more follow: a page that is not asked for
+    ``hasNextPage`` does not read it (the rows read are counted per store)."""
+    user = await make_user(owner)
+    await make_v2_conversation(owner, user, messages=3)
+    headers = bearer(str(user))
+    pages = {
+        "": None,
+        "pageInfo { endCursor }": None,
+        "pageInfo { hasNextPage }": True,
+    }
+    read = 0.0
+    for info, more in pages.items():
+        query = f"""{{ conversations(first: 1) {{ edges {{ node {{
+          messages(first: 2) {{ edges {{ node {{ text }} }} {info} }} }} }} }} }}"""
+        response = await metered.post("/graphql", json={"query": query}, headers=headers)
+        (edge,) = response.json()["data"]["conversations"]["edges"]
+        messages = edge["node"]["messages"]
+        assert len(messages["edges"]) == 2
+        assert messages.get("pageInfo", {}).get("hasNextPage") == more
+        text = (await metered.get("/metrics")).text
+        now = sample(text, "mwplu_messages_read_total", source="v2")
+        assert now - read == (3 if more else 2), info
+        read = now
+
+
 async def test_metrics_are_off_unless_asked_for(client: httpx.AsyncClient) -> None:
     assert (await client.get("/metrics")).status_code == 404
     assert Settings.from_env({"GATEWAY_ENV": "production", "DATABASE_URL": "postgresql://x/y",

@@ -364,6 +364,7 @@ class Compiler:
                     else:
                         parts.append(Part(k, kinds[sub_name]))
                         cursor_needed |= sub_name != "hasNextPage"
+                        plan.peeks |= sub_name == "hasNextPage"
                 plan.parts.append(Part(key, PAGE_INFO, parts=parts, nodes=nodes))
             elif name == "edges":
                 parts = []

@@ -74,6 +74,12 @@ class ConnectionPlan:
     counted: bool  # totalCount selected
     node_type: str  # the GraphQL type of ``node`` (for errors)
     target: str = ""  # the one object type of its rows ("" for the conversations of both stores)
+    peeks: bool = False  # ``hasNextPage`` selected: one row past the page says whether more follow
+
+    @property
+    def read_limit(self) -> int:
+        """How many rows a page reads: the page, and the one past it when ``peeks``."""
+        return self.limit + 1 if self.peeks else self.limit
 
 
 @dataclass(eq=False)
@@ -127,7 +133,8 @@ class PageResult:
 
 
 def page_of(items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None) -> PageResult:
-    """The page of ``items`` read with ``limit + 1`` (the extra one says whether more follow)."""
+    """The page of ``items`` read with a connection's ``read_limit`` (a row past ``limit``
+    says that more follow)."""
     return PageResult(items[:limit], len(items) > limit, total)
 
 

@@ -185,6 +185,7 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
     connection = plan.field.connection
     assert connection is not None
     name, args, limit = plan.field.name, plan.args, connection.limit
+    after, read = connection.after, connection.read_limit
     context = run.context
     if name in ("conversations", "projects", "chatEvents", "researchHistory") and (
         context.is_anonymous
@@ -196,24 +197,24 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         # one store: its rows come with the listing (ending with the cursor's instant)
         type_name = f"{store_of[0].upper()}Conversation"
         rows = await conversation_store.listing_rows(
-            db, args["filter"], store_of[0], run.select(type_name), after=connection.after,
-            limit=limit + 1,
+            db, args["filter"], store_of[0], run.select(type_name), after=after,
+            limit=read,
         )
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
-        run.remember(type_name, rows[:limit])  # the one past the page only says that more follow
+        run.remember(type_name, rows[:limit])  # a row past the page only says that more follow
         return page_of([(type_name, r, r[-1], r[0]) for r in rows], limit, total)
     if name in ("conversations", "researchHistory"):
         if name == "conversations":
             keys = await conversation_store.listing(
-                db, args["filter"], after=connection.after, limit=limit + 1
+                db, args["filter"], after=after, limit=read
             )
             if connection.counted:
                 total = await conversation_store.count(db, args["filter"])
         else:
             keys = await research_store.listing(
                 db, user_id=research.whose(context), source=args["source"],
-                after=connection.after, limit=limit + 1,
+                after=after, limit=read,
             )
         # keys are (store, id, instant): the rows are read by id, as the query selects them
         noun = "Conversation" if name == "conversations" else "ResearchEntry"
@@ -226,27 +227,27 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
     columns = run.select(type_name)
     if name == "projects":
         rows = await project_store.page(
-            db, status=args["status"], starred=args["starred"], after=connection.after,
-            limit=limit + 1, columns=columns,
+            db, status=args["status"], starred=args["starred"], after=after,
+            limit=read, columns=columns,
         )
         if connection.counted:
             total = await project_store.count(db, status=args["status"], starred=args["starred"])
     elif name == "chatEvents":
         rows = await event_store.page(
-            db, args["filter"], after=connection.after, limit=limit + 1, columns=columns
+            db, args["filter"], after=after, limit=read, columns=columns
         )
         if connection.counted:
             total = await event_store.count(db, args["filter"])
     elif name == "cities":
         rows = await shared.cities_page(
-            db, search=args["search"], after=connection.after, limit=limit + 1, columns=columns
+            db, search=args["search"], after=after, limit=read, columns=columns
         )
         if connection.counted:
             total = await shared.cities_count(db, search=args["search"])
     else:
         city_id, zone_id = args.get("city_id"), args.get("zone_id")
         rows = await shared.documents_page(
-            db, city_id=city_id, zone_id=zone_id, after=connection.after, limit=limit + 1,
+            db, city_id=city_id, zone_id=zone_id, after=after, limit=read,
             columns=columns,
         )
         if connection.counted:

@@ -209,7 +209,7 @@ class Run:
             self.plan.columns.get(target, []),
             parents,
             after=connection.after,
-            limit=connection.limit + 1,
+            limit=connection.read_limit,
         )
         counts = (
             await select.page_counts(db, entity, declared, parents) if connection.counted else {}
