@@ -61,7 +61,8 @@ async def pages(
     limit: int,
 ) -> list[Any]:
     """The first ``limit`` rows (after ``after``) of each parent, in one statement; each
-    record ends with its parent's id."""
+    record ends with its parent's position in ``parents``, from 1 (an integer decodes in a
+    fraction of a uuid's time, and finds its group without hashing)."""
     params: dict[str, object] = {"parents": list(parents), "limit": limit}
     where = f"t.{page.parent} = k.parent_key"
     if after is not None:
@@ -69,7 +70,7 @@ async def pages(
         where += f" AND {predicate}"
         params.update(keyset_params)
     sql = f"""
-    SELECT x.*, k.parent_key FROM unnest(CAST(:parents AS uuid[])) AS k(parent_key)
+    SELECT x.*, k.n FROM unnest(CAST(:parents AS uuid[])) WITH ORDINALITY AS k(parent_key, n)
     CROSS JOIN LATERAL (
       SELECT {select_list(columns)} FROM {entity.table} t WHERE {where}
       ORDER BY {page.order.sql("t")} LIMIT :limit

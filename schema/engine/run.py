@@ -218,12 +218,12 @@ class Run:
             self.remember(target, page_rows)
         else:  # nothing looks these rows up by id: counted for the metrics, not remembered
             self._paged[target] = self._paged.get(target, 0) + len(page_rows)
-        by_parent: dict[UUID, list[Any]] = {p: [] for p in parents}
+        groups: list[list[Any]] = [[] for _ in range(len(parents) + 1)]
         for row in page_rows:
-            by_parent[row[-1]].append(row)
+            groups[row[-1]].append(row)  # the parent's position, from 1
         limit = connection.limit
         results = self._pages[id(f)]
-        for parent, group in by_parent.items():
+        for parent, group in zip(parents, groups[1:], strict=True):
             items = items_of(target, group, connection.cursor_column)
             results[parent] = page_of(items, limit, counts.get(parent, 0))
         plans = [p[target] for p in connection.node_plans if target in p]
@@ -231,7 +231,7 @@ class Run:
             (plan, r)
             for plan in plans
             if plan.relations
-            for group in by_parent.values()
+            for group in groups
             for r in group[:limit]
         ]
 
