@@ -1,8 +1,9 @@
 """The read engine's statements, built from the declarations of ``gateway.store.graph``.
 
-Each returns records whose first column is the row's id, then the requested column
-expressions in order (``columns``, SQL over the alias ``t``), so that one layout serves a row
-however it was reached: by id, in a page, or in a root listing.
+Each returns records whose first column is the row's id (NULL in a page whose ids nobody
+reads), then the requested column expressions in order (``columns``, SQL over the alias
+``t``), so that one layout serves a row however it was reached: by id, in a page, or in a
+root listing.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from gateway.store.graph import Entity, Page
 from gateway.store.keyset import Keyset
 
 
-def select_list(columns: Sequence[str]) -> str:
-    return ", ".join(("t.id", *columns))
+def select_list(columns: Sequence[str], *, keyed: bool = True) -> str:
+    """The id, then ``columns``; without ``keyed``, NULL in the id's place (nobody reads it:
+    the row keeps its layout, and the driver decodes no uuid)."""
+    return ", ".join(("t.id" if keyed else "NULL::uuid", *columns))
 
 
 async def by_ids(db: Db, entity: Entity, columns: Sequence[str], ids: Sequence[UUID]) -> list[Any]:
@@ -59,6 +62,7 @@ async def pages(
     *,
     after: Keyset | None,
     limit: int,
+    keyed: bool = True,
 ) -> list[Any]:
     """The first ``limit`` rows (after ``after``) of each parent, in one statement; each
     record ends with its parent's position in ``parents``, from 1 (an integer decodes in a
@@ -72,7 +76,7 @@ async def pages(
     sql = f"""
     SELECT x.*, k.n FROM unnest(CAST(:parents AS uuid[])) WITH ORDINALITY AS k(parent_key, n)
     CROSS JOIN LATERAL (
-      SELECT {select_list(columns)} FROM {entity.table} t WHERE {where}
+      SELECT {select_list(columns, keyed=keyed)} FROM {entity.table} t WHERE {where}
       ORDER BY {page.order.sql("t")} LIMIT :limit
     ) x
     """

@@ -70,6 +70,7 @@ from schema.engine.plan import (
     RootPlan,
     ValueField,
     ValuePlan,
+    mark_keyed,
     read_by_id,
 )
 from schema.engine.writer import root_writers
@@ -445,4 +446,6 @@ class Compiler:
                 plan = roots.compile_root(self, root, field_def, details)
             plan.writers = root_writers(root)
             plans.append(plan)
-        return OperationPlan(plans, self.columns, read_by_id(plans))
+        by_id = read_by_id(plans)
+        mark_keyed(plans, by_id)
+        return OperationPlan(plans, self.columns, by_id)

@@ -75,6 +75,7 @@ class ConnectionPlan:
     node_type: str  # the GraphQL type of ``node`` (for errors)
     target: str = ""  # the one object type of its rows ("" for the conversations of both stores)
     peeks: bool = False  # ``hasNextPage`` selected: one row past the page says whether more follow
+    keyed: bool = True  # its rows' ids are read (``mark_keyed``); else they are not selected
 
     @property
     def read_limit(self) -> int:
@@ -163,11 +164,9 @@ class OperationPlan:
         return all(root.kind not in (LISTING, VALUE) for root in self.roots)
 
 
-def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
-    """The object types whose rows a run looks up by id: the targets of to-one and to-many
-    fields and of the root fields that are not listings. The rows of a page of any other
-    type are only written and counted, never remembered by id (``Run.follow_page``)."""
-    types: set[str] = set()
+def relations(roots: list[RootPlan]) -> list[FieldPlan]:
+    """Every relation (to-one, to-many, page) below the root fields, each once."""
+    found: list[FieldPlan] = []
     seen: set[int] = set()
 
     def below(f: FieldPlan) -> list[ObjectPlan]:
@@ -180,14 +179,41 @@ def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
             return
         seen.add(id(plan))
         for f in plan.relations:
-            if f.kind in (ONE, MANY):
-                types.update(f.targets)
+            found.append(f)
             for target in below(f):
                 walk(target)
 
     for root in roots:
-        types.update(root.field.targets)
         for target in below(root.field):
             walk(target)
+    return found
+
+
+def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
+    """The object types whose rows a run looks up by id: the targets of to-one and to-many
+    fields and of the root fields that are not listings. The rows of a page of any other
+    type are only written and counted, never remembered by id (``Run.follow_page``)."""
+    types = {t for root in roots for t in root.field.targets}
+    types.update(t for f in relations(roots) if f.kind in (ONE, MANY) for t in f.targets)
     return frozenset(types)
+
+
+def mark_keyed(roots: list[RootPlan], by_id: frozenset[str]) -> None:
+    """Say of each page below the roots whether its rows' ids are read (``keyed``): written
+    as ``id`` or ``databaseId``, the parents of pages below, a cursor's last part, or the
+    keys of rows looked up by id. A page whose ids nobody reads is read without them."""
+    for f in relations(roots):
+        connection = f.connection
+        if f.kind != PAGE or connection is None:
+            continue
+        connection.keyed = (
+            connection.target in by_id
+            or connection.cursor_column is not None
+            or any(
+                x.kind in (ID, DBID, PAGE)
+                for plans in connection.node_plans
+                for plan in plans.values()
+                for x in plan.fields
+            )
+        )
 

@@ -210,6 +210,7 @@ class Run:
             parents,
             after=connection.after,
             limit=connection.read_limit,
+            keyed=connection.keyed,
         )
         counts = (
             await select.page_counts(db, entity, declared, parents) if connection.counted else {}
