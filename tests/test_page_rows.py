@@ -4,6 +4,9 @@ below, not looked up by id. Whatever is asked, the answer is the same."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
@@ -25,6 +28,23 @@ SELECTIONS = {
 }
 
 
+async def ask(
+    client: httpx.AsyncClient,
+    statements: StatementCounter,
+    query: str,
+    node: str,
+    user: uuid.UUID,
+) -> dict[str, Any]:
+    """``query``'s data for the node ``node`` as ``user``, the statements counted afresh."""
+    statements.reset()
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": {"id": node}}, headers=bearer(str(user))
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("selection", list(SELECTIONS))
 async def test_a_pages_ids_are_read_only_when_something_reads_them(
     selection: str,
@@ -36,15 +56,8 @@ async def test_a_pages_ids_are_read_only_when_something_reads_them(
     conversation = await make_v2_conversation(owner, user, messages=3)
     query = f"""query($id: ID!) {{ node(id: $id) {{ ... on V2Conversation {{
       messages(first: 2) {{ {selection} }} }} }} }}"""
-    statements.reset()
-    response = await client.post(
-        "/graphql",
-        json={"query": query, "variables": {"id": gid("V2Conversation", conversation)}},
-        headers=bearer(str(user)),
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    messages = body["data"]["node"]["messages"]
+    data = await ask(client, statements, query, gid("V2Conversation", conversation), user)
+    messages = data["node"]["messages"]
     rows = await owner.fetch(
         "SELECT id, message FROM v2_messages WHERE conversation_id = $1"
         " ORDER BY created_at, id LIMIT 2",
@@ -80,15 +93,8 @@ async def test_a_page_below_a_page_reads_its_parents_ids(
     query = """query($id: ID!) { node(id: $id) { ... on Project {
       conversations(first: 5) { edges { node { title
         messages(first: 5) { edges { node { text } } } } } } } } }"""
-    statements.reset()
-    response = await client.post(
-        "/graphql",
-        json={"query": query, "variables": {"id": gid("Project", project)}},
-        headers=bearer(str(user)),
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    (edge,) = body["data"]["node"]["conversations"]["edges"]
+    data = await ask(client, statements, query, gid("Project", project), user)
+    (edge,) = data["node"]["conversations"]["edges"]
     assert len(edge["node"]["messages"]["edges"]) == 2
     (conversations,) = [s for s in statements.statements if "FROM v2_conversations t" in s]
     (messages,) = [s for s in statements.statements if "FROM v2_messages" in s]
