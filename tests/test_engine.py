@@ -999,18 +999,27 @@ async def test_every_declared_column_reads_alike_in_a_shared_statement(
 ) -> None:
     """Small reads of several types share a statement, their rows as records in arrays
     (``select.by_ids_together``); asyncpg decodes a record's fields by the types it knows, so
-    every declared column of every type must come back as ``by_ids`` returns it, on a
-    connection that has decoded nothing before."""
+    every declared column of every type, as it is stored and as the engine selects it
+    (``compile.read_as``: instants in text form), must come back as ``by_ids`` returns it, on
+    a connection that has decoded nothing before."""
     from gateway.store.graph import ENTITIES, Scalar, ToMany, ToOne
+    from schema import build_schema
+    from schema.engine.compile import read_as
 
+    types = build_schema()._schema.type_map
     conn = await server.connect(database)
     try:
         wanted = []
-        for entity in ENTITIES.values():
+        for name, entity in ENTITIES.items():
+            fields = types[name].fields  # type: ignore[attr-defined]
             columns = [
-                f.sql if isinstance(f, Scalar) else f.key if isinstance(f, ToOne) else f.keys
-                for f in entity.fields.values()
+                column
+                for key, f in entity.fields.items()
                 if isinstance(f, (Scalar, ToOne, ToMany))
+                for column in (
+                    (f.sql, read_as(f, fields[key].type)[0]) if isinstance(f, Scalar)
+                    else (f.key,) if isinstance(f, ToOne) else (f.keys,)
+                )
             ]
             ids = [r[0] for r in await conn.fetch(f"SELECT id FROM {entity.table} LIMIT 3")]
             wanted.append((entity, columns, ids))

@@ -73,8 +73,36 @@ async def test_a_year_the_driver_cannot_hold_is_refused_as_before(
         await owner.fetchval(bc)
     async with engine.connect() as conn:
         text = await driver(conn).fetchval(f"SELECT {text_form(bc[7:])}")
-    with pytest.raises(ValueError):
+    with pytest.raises(OverflowError):  # as asyncpg's; not a ValueError (the client's input)
         parse(text)
+
+
+async def test_an_instant_out_of_range_is_its_fields_internal_error(
+    client: httpx.AsyncClient, owner: asyncpg.Connection
+) -> None:
+    """A stored instant the driver cannot hold nulls its root field with a masked internal
+    error at that field; the operation's other root fields answer."""
+    user = await make_user(owner, "Ana")
+    conversation = await make_v2_conversation(owner, user, messages=1)
+    await owner.execute(
+        "UPDATE v2_messages SET created_at = '0044-03-15 12:00+00 BC' WHERE conversation_id = $1",
+        conversation,
+    )
+    query = """query($id: ID!) {
+      a: node(id: $id) { ... on V2Conversation { messages(first: 5) { edges { node {
+        createdAt } } } } }
+      b: node(id: $id) { id }
+    }"""
+    node = to_global_id("V2Conversation", conversation)
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": {"id": node}}, headers=bearer(str(user))
+    )
+    body = response.json()
+    assert body["data"] == {"a": None, "b": {"id": node}}
+    (error,) = body["errors"]
+    assert error["path"] == ["a"]
+    assert error["extensions"]["code"] == "INTERNAL"
+    assert error["message"] == "Internal server error."
 
 
 async def test_the_session_settings_win_over_the_urls_options(

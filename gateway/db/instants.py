@@ -39,6 +39,6 @@ def parse(text: str) -> datetime:
         return _fromisoformat(text)
     except ValueError:
         found = _INFINITE.get(text)
-        if found is None:  # a year before 1 or after 9999, which asyncpg refuses too
-            raise
+        if found is None:  # a year before 1 or after 9999: asyncpg refuses it too, alike
+            raise OverflowError(f"instant out of range: {text[:40]!r}") from None
         return found  # type: ignore[no-any-return]

@@ -112,11 +112,14 @@ _READ_AS: dict[str, tuple[Callable[[str], str], Convert]] = {
 }
 
 
-def read_as(scalar: Scalar, type_: GraphQLOutputType) -> tuple[str, Convert | None]:
-    """The SQL a declared scalar leaf of ``type_`` is selected as, and how it is written."""
+def read_as(
+    scalar: Scalar, type_: GraphQLOutputType, *, selected: bool = True
+) -> tuple[str, Convert | None]:
+    """The SQL a declared scalar leaf of ``type_`` is selected as, and how it is written; a
+    payload's (not ``selected``: a value the mutation returned) is written as it is."""
     if scalar.ids_of:
         return scalar.sql, global_ids(scalar.ids_of)
-    found = _READ_AS.get(get_named_type(type_).name)
+    found = _READ_AS.get(get_named_type(type_).name) if selected else None
     if found is not None:
         form, parse = found
         return form(scalar.sql), parse
@@ -256,7 +259,7 @@ class Compiler:
             elif name == "source" and entity.source is not None:
                 f.kind, f.literal = LITERAL, entity.source.upper()
             elif isinstance(declared, Scalar):
-                sql, f.convert = read_as(declared, field_def.type)
+                sql, f.convert = read_as(declared, field_def.type, selected=bool(entity.table))
                 f.column = self.column(type_name, sql)
             elif isinstance(declared, ToOne):
                 self.to_one(f, type_name, declared, field_def, field_details)

@@ -368,6 +368,19 @@ class Run:
         return []
 
     def write_root(self, root: RootPlan, value: Any) -> Any:
+        """The root field's value as written to JSON; ``Propagate`` when it is null by
+        GraphQL's propagation. A value that cannot be written (an instant out of the
+        driver's range) is the field's error, masked as internal, and nulls it likewise."""
+        try:
+            return self.write_field(root, value)
+        except Propagate:
+            raise
+        except Exception as error:
+            f = root.field
+            self.errors.append(located_error(error, list(f.nodes), [f.key]))
+            raise Propagate from None
+
+    def write_field(self, root: RootPlan, value: Any) -> Any:
         f = root.field
         kind = root.kind
         path = (None, f.key)
