@@ -72,6 +72,7 @@ from schema.engine.plan import (
     ValuePlan,
     mark_keyed,
     read_by_id,
+    relations,
 )
 from schema.engine.writer import root_writers
 
@@ -449,6 +450,7 @@ class Compiler:
                 plan = roots.compile_root(self, root, field_def, details)
             plan.writers = root_writers(root)
             plans.append(plan)
-        by_id = read_by_id(plans)
-        mark_keyed(plans, by_id)
+        below = relations(plans)
+        by_id = read_by_id(plans, below)
+        mark_keyed(below, by_id)
         return OperationPlan(plans, self.columns, by_id)

@@ -189,20 +189,22 @@ def relations(roots: list[RootPlan]) -> list[FieldPlan]:
     return found
 
 
-def read_by_id(roots: list[RootPlan]) -> frozenset[str]:
+def read_by_id(roots: list[RootPlan], below: list[FieldPlan]) -> frozenset[str]:
     """The object types whose rows a run looks up by id: the targets of to-one and to-many
-    fields and of the root fields that are not listings. The rows of a page of any other
-    type are only written and counted, never remembered by id (``Run.follow_page``)."""
+    fields (``below``: the roots' ``relations``) and of the root fields that are not
+    listings. The rows of a page of any other type are only written and counted, never
+    remembered by id (``Run.follow_page``)."""
     types = {t for root in roots for t in root.field.targets}
-    types.update(t for f in relations(roots) if f.kind in (ONE, MANY) for t in f.targets)
+    types.update(t for f in below if f.kind in (ONE, MANY) for t in f.targets)
     return frozenset(types)
 
 
-def mark_keyed(roots: list[RootPlan], by_id: frozenset[str]) -> None:
-    """Say of each page below the roots whether its rows' ids are read (``keyed``): written
-    as ``id`` or ``databaseId``, the parents of pages below, a cursor's last part, or the
-    keys of rows looked up by id. A page whose ids nobody reads is read without them."""
-    for f in relations(roots):
+def mark_keyed(below: list[FieldPlan], by_id: frozenset[str]) -> None:
+    """Say of each page among ``below`` (the roots' ``relations``) whether its rows' ids are
+    read (``keyed``): written as ``id`` or ``databaseId``, the parents of pages below, a
+    cursor's last part, or the keys of rows looked up by id. A page whose ids nobody reads is
+    read without them."""
+    for f in below:
         connection = f.connection
         if f.kind != PAGE or connection is None:
             continue
