@@ -9,9 +9,14 @@ import re
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 
 from resolvers.ids import NODE_TYPES, from_global_id, to_global_id
+from schema.engine import cache
+from tests.conftest import bearer
+from tests.factories import make_user, make_v2_conversation
+from tests.graphql import gid
 
 
 def reference(type_name: str, database_id: uuid.UUID) -> str:
@@ -45,3 +50,44 @@ async def test_the_drivers_uuids_are_written_alike(owner: asyncpg.Connection) ->
         assert to_global_id("V2Message", database_id) == reference(
             "V2Message", uuid.UUID(str(database_id))
         )
+
+
+async def test_a_responses_repeated_ids_are_written_once_each_and_forgotten_after(
+    client: httpx.AsyncClient, owner: asyncpg.Connection
+) -> None:
+    """The writers encode a row's global id once per response (an author repeated on every
+    message, a reply that is also a node of the page) and look it up after; the memo is
+    emptied when the response is written, so it holds no request's ids and does not grow."""
+    user = await make_user(owner, "Ana")
+    conversation = await make_v2_conversation(owner, user, messages=5)
+    query = """query($id: ID!) { node(id: $id) { ... on V2Conversation {
+      id owner { id } messages(first: 5) { edges { node {
+        id author { id } replyTo { id } } } } } } }"""
+    variables = {"id": gid("V2Conversation", conversation)}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=bearer(str(user))
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    node = body["data"]["node"]
+    rows = await owner.fetch(
+        "SELECT id, role, reply_to_message_id FROM v2_messages WHERE conversation_id = $1"
+        " ORDER BY created_at, id",
+        conversation,
+    )
+    assert node["id"] == reference("V2Conversation", conversation)
+    assert node["owner"] == {"id": reference("Profile", user)}
+    written = [e["node"] for e in node["messages"]["edges"]]
+    assert written == [
+        {
+            "id": reference("V2Message", row["id"]),
+            "author": {"id": reference("Profile", user)} if row["role"] == "user" else None,
+            "replyTo": None if row["reply_to_message_id"] is None
+            else {"id": reference("V2Message", row["reply_to_message_id"])},
+        }
+        for row in rows
+    ]
+    memos = [m for _, _, plan in cache._plans.values() if not isinstance(plan, Exception)
+             for root in plan.roots for m in root.memos]
+    assert memos, "the plan writes ids through memos"
+    assert all(not m for m in memos)

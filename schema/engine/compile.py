@@ -448,7 +448,7 @@ class Compiler:
                 plan = roots.compile_subscription(self, root, field_def, details)
             else:
                 plan = roots.compile_root(self, root, field_def, details)
-            plan.writers = root_writers(root)
+            plan.writers, plan.memos = root_writers(root)
             plans.append(plan)
         below = relations(plans)
         by_id = read_by_id(plans, below)

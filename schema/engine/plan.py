@@ -120,31 +120,34 @@ class RootPlan:
     value: ValuePlan | None = None
     # The generated writers of the field's value (``schema.engine.writer.root_writers``).
     writers: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Their memos of global ids, cleared after each write.
+    memos: tuple[dict[Any, str], ...] = ()
 
 
 @dataclass(eq=False)
 class PageResult:
-    """A page as read for one request: its nodes, each as (object type, row — None when it
-    could not be read —, the first part of its cursor, its id); whether more follow; the total
-    when ``totalCount`` is selected."""
+    """A page as read for one request. A page of one object type (its connection's
+    ``target``) holds its rows; the conversations of both stores hold ``items`` instead, each
+    (object type, row — None when it could not be read —, the first part of its cursor, its
+    id). Whether more follow; the total when ``totalCount`` is selected."""
 
-    items: list[tuple[str, Any, Any, Any]]
+    rows: list[Any]
     has_next: bool
     total: int | None
+    items: list[tuple[str, Any, Any, Any]] = field(default_factory=list)
 
 
-def page_of(items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None) -> PageResult:
-    """The page of ``items`` read with a connection's ``read_limit`` (a row past ``limit``
+def page_of(rows: list[Any], limit: int, total: int | None) -> PageResult:
+    """The page of ``rows`` read with a connection's ``read_limit`` (a row past ``limit``
     says that more follow)."""
-    return PageResult(items[:limit], len(items) > limit, total)
+    return PageResult(rows[:limit], len(rows) > limit, total)
 
 
-def items_of(
-    type_name: str, rows: list[Any], cursor_column: int | None
-) -> list[tuple[str, Any, Any, Any]]:
-    """Page items of rows of ``type_name`` (their cursor's first part at ``cursor_column``)."""
-    column = cursor_column
-    return [(type_name, r, r[column] if column is not None else None, r[0]) for r in rows]
+def mixed_page_of(
+    items: list[tuple[str, Any, Any, Any]], limit: int, total: int | None
+) -> PageResult:
+    """``page_of`` the items of a page of several object types."""
+    return PageResult([], len(items) > limit, total, items[:limit])
 
 
 @dataclass(eq=False)

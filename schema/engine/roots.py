@@ -40,7 +40,7 @@ from schema.engine.plan import (
     FieldPlan,
     PageResult,
     RootPlan,
-    items_of,
+    mixed_page_of,
     page_of,
 )
 
@@ -203,7 +203,7 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         if connection.counted:
             total = await conversation_store.count(db, args["filter"])
         run.remember(type_name, rows[:limit])  # a row past the page only says that more follow
-        return page_of([(type_name, r, r[-1], r[0]) for r in rows], limit, total)
+        return mixed_page_of([(type_name, r, r[-1], r[0]) for r in rows], limit, total)
     if name in ("conversations", "researchHistory"):
         if name == "conversations":
             keys = await conversation_store.listing(
@@ -222,7 +222,7 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         items = [
             (t, run.found(t, k[1]), k[2], k[1]) for k in keys for t in (f"{k[0].upper()}{noun}",)
         ]
-        return page_of(items, limit, total)
+        return mixed_page_of(items, limit, total)
     type_name = connection.target
     columns = run.select(type_name)
     if name == "projects":
@@ -253,7 +253,7 @@ async def fetch_listing(run: Run, plan: RootPlan) -> PageResult:
         if connection.counted:
             total = await shared.documents_count(db, city_id=city_id, zone_id=zone_id)
     run.remember(type_name, rows)
-    return page_of(items_of(type_name, rows, connection.cursor_column), limit, total)
+    return page_of(rows, limit, total)
 
 
 async def fetch_value(run: Run, plan: RootPlan) -> Any:

@@ -43,7 +43,6 @@ from schema.engine.plan import (
     PageResult,
     RootPlan,
     ValuePlan,
-    items_of,
     page_of,
 )
 from schema.engine.writer import Propagate, flatten
@@ -225,8 +224,7 @@ class Run:
         limit = connection.limit
         results = self._pages[id(f)]
         for parent, group in zip(parents, groups[1:], strict=True):
-            items = items_of(target, group, connection.cursor_column)
-            results[parent] = page_of(items, limit, counts.get(parent, 0))
+            results[parent] = page_of(group, limit, counts.get(parent, 0))
         plans = [p[target] for p in connection.node_plans if target in p]
         return [
             (plan, r)
@@ -355,6 +353,14 @@ class Run:
         if root.kind == LISTING:
             connection = f.connection
             assert connection is not None
+            target = connection.target
+            if target:
+                return [
+                    (targets[target], row)
+                    for targets in connection.node_plans
+                    if target in targets
+                    for row in value.rows
+                ]
             return [
                 (targets[t], row)
                 for targets in connection.node_plans
@@ -379,6 +385,9 @@ class Run:
             f = root.field
             self.errors.append(located_error(error, list(f.nodes), [f.key]))
             raise Propagate from None
+        finally:
+            for memo in root.memos:
+                memo.clear()
 
     def write_field(self, root: RootPlan, value: Any) -> Any:
         f = root.field

@@ -88,6 +88,10 @@ class Generator:
         self.sources: list[str] = []
         self.names: dict[int, str] = {}
         self._ids = count()
+        # The global ids written by type, each memo named in the namespace: a response
+        # writes an id each time a row is reached (an author per message, a reply), and a
+        # lookup costs a fraction of an encoding. Cleared after each write (``Memos``).
+        self.memos: dict[str, str] = {}
 
     def constant(self, value: Any) -> str:
         name = f"k{next(self._ids)}"
@@ -144,7 +148,7 @@ class Generator:
         if kind == TYPENAME or kind == LITERAL:
             return repr(f.literal)
         if kind == ID:
-            return f"to_global_id({parent_type!r}, {row}[0])"
+            return self.global_id(parent_type, f"{row}[0]")
         if kind == DBID:
             return f"str({row}[0])"
         value = f"{row}[{f.column}]"
@@ -160,6 +164,16 @@ class Generator:
 
     def temporary(self) -> str:
         return f"t{next(self._ids)}"
+
+    def global_id(self, type_name: str, key: str) -> str:
+        """The global id of the ``type_name`` row whose id is ``key`` (source), encoded once
+        per write and looked up after."""
+        memo = self.memos.get(type_name)
+        if memo is None:
+            memo = self.memos[type_name] = self.constant({})
+        held, written = self.temporary(), self.temporary()
+        return (f"({written} if ({written} := {memo}.get({held} := {key})) is not None else "
+                f"{memo}.setdefault({held}, to_global_id({type_name!r}, {held})))")
 
     def call(self, plan: ObjectPlan, row: str, path: str) -> str:
         """The object of ``plan`` written from ``row`` (with its path, as source): inline when
@@ -240,14 +254,17 @@ class Generator:
     # -- connections ---------------------------------------------------------------------------
 
     def connection(self, plan: ConnectionPlan) -> str:
+        """The writer of ``plan``'s pages. A page of one object type is written from its
+        rows (``PageResult.rows``), the conversations of both stores from their items."""
         name = self.names.get(id(plan))
         if name is not None:
             return name
         name = self.names[id(plan)] = f"connection_{len(self.names)}"
         kind = self.constant(plan.cursor_kind)
+        nodes = "rows" if plan.target else "items"
         lines = [
             f"def {name}(page, path, F, P, R):",
-            "    items = page.items",
+            f"    {nodes} = page.{nodes}",
         ]
         keys = []
         for index, part in enumerate(plan.parts):
@@ -263,38 +280,54 @@ class Generator:
                     if sub.kind == HAS_NEXT:
                         info.append(f"{sub.key!r}: page.has_next")
                     elif sub.kind in (START, END):
-                        at = "0" if sub.kind == START else "-1"
-                        info.append(
-                            f"{sub.key!r}: encode_cursor({kind}, items[{at}][2], "
-                            f"items[{at}][3]) if items else None"
-                        )
+                        at = f"{nodes}[{0 if sub.kind == START else -1}]"
+                        cursor = self.cursor(plan, kind, at)
+                        info.append(f"{sub.key!r}: {cursor} if {nodes} else None")
                     else:
                         info.append(f"{sub.key!r}: {sub.literal!r}")
                 lines.append(f"    {value} = {{{', '.join(info)}}}")
             else:
                 assert part.kind == EDGES
                 edge = self.edge(plan, part.parts, kind, "(edges_path, i)")
+                each = "row" if plan.target else "(type_name, row, first, key)"
                 lines += [
                     f"    edges_path = (path, {part.key!r})",
-                    f"    {value} = [{edge} for i, (type_name, row, first, key) in "
-                    "enumerate(items)]",
+                    f"    {value} = [{edge} for i, {each} in enumerate({nodes})]",
                 ]
         lines.append(f"    return {{{', '.join(keys)}}}")
         self.sources.append("\n".join(lines))
         return name
 
+    @staticmethod
+    def cursor(plan: ConnectionPlan, kind: str, node: str | None) -> str:
+        """The cursor of a page's ``node`` (source: a row of a page of one type, an item
+        otherwise; None: the edge's own, unpacked)."""
+        if node is None:
+            if not plan.target:
+                return f"encode_cursor({kind}, first, key)"
+            node = "row"
+        elif not plan.target:
+            return f"encode_cursor({kind}, {node}[2], {node}[3])"
+        column = plan.cursor_column
+        first = "None" if column is None else f"{node}[{column}]"
+        return f"encode_cursor({kind}, {first}, {node}[0])"
+
     def edge(self, plan: ConnectionPlan, parts: list[Any], kind: str, path: str) -> str:
-        """An edge written from a page item (``type_name, row, first, key``) as one
-        expression; ``path`` (the edge's, as source) is evaluated only for an error."""
+        """An edge written from a page's row (``row``), or item (``type_name, row, first,
+        key``), as one expression; ``path`` (the edge's, as source) is evaluated only for an
+        error."""
         items = []
         for sub in parts:
             if sub.kind == CURSOR:
-                written = f"encode_cursor({kind}, first, key)"
+                written = self.cursor(plan, kind, None)
             elif sub.kind == NODE:
                 here = f"({path}, {sub.key!r})"
                 null = self.null(sub.nodes, here, f"{plan.node_type}Edge.node")
-                if len(sub.targets) == 1:
-                    # one type of node (a page of messages): written here, or its writer called
+                if plan.target:
+                    # rows of one type, never None: the plan of that type writes each
+                    node_plan = sub.targets.get(plan.target)
+                    written = null if node_plan is None else self.call(node_plan, "row", here)
+                elif len(sub.targets) == 1:
                     ((target, node_plan),) = sub.targets.items()
                     written = (f"({null} if type_name != {target!r} or row is None else "
                                f"{self.call(node_plan, 'row', here)})")
@@ -318,9 +351,11 @@ def flat(plan: ObjectPlan) -> bool:
 _FLAT = frozenset({TYPENAME, ID, DBID, LITERAL, LEAF})
 
 
-def root_writers(field: FieldPlan) -> dict[str, Writer]:
+def root_writers(field: FieldPlan) -> tuple[dict[str, Writer], tuple[dict[Any, str], ...]]:
     """The writers of a root field's value: of its connection (key ``""``) or of the object
-    of each type it may return."""
+    of each type it may return; and the memos of global ids they share, to clear after each
+    write (a memo's entries are right for any request, but one kept would grow without
+    bound)."""
     generator = Generator()
     names = (
         {"": generator.connection(field.connection)}
@@ -328,6 +363,7 @@ def root_writers(field: FieldPlan) -> dict[str, Writer]:
         else {t: generator.object(p) for t, p in field.targets.items()}
     )
     if not generator.sources:
-        return {}
+        return {}, ()
     generator.build(next(iter(names.values())))
-    return {key: generator.namespace[name] for key, name in names.items()}
+    memos = tuple(generator.namespace[name] for name in generator.memos.values())
+    return {key: generator.namespace[name] for key, name in names.items()}, memos
