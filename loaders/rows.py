@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from uuid import UUID
 
 from aiodataloader import DataLoader
 
@@ -18,19 +17,20 @@ from gateway.store.graph import Entity
 SHARED_READ_ROWS = 32
 
 
-class RowsById(DataLoader[tuple[str, tuple[UUID, ...]], None]):
+class RowsById(DataLoader[tuple[str, tuple[str, ...]], None]):
     """A key is (object type, a batch of ids): the ids of that type one step of the engine
-    needs. The batches asked for in the same tick are read together: one statement per type,
-    except that the small ones share one. A batch is one future, not one per id (a response
-    of a thousand rows would otherwise schedule a thousand). The rows land in ``found`` (the
-    request's rows, by type and id); an id not visible to the viewer (or gone) stays absent."""
+    needs, as read (``select.key``). The batches asked for in the same tick are read
+    together: one statement per type, except that the small ones share one. A batch is one
+    future, not one per id (a response of a thousand rows would otherwise schedule a
+    thousand). The rows land in ``found`` (the request's rows, by type and id); an id not
+    visible to the viewer (or gone) stays absent."""
 
     def __init__(
         self,
         db: Callable[[], Awaitable[Db]],
         entities: Mapping[str, Entity],
         columns: Mapping[str, Sequence[str]],
-        found: Mapping[str, MutableMapping[UUID, Record]],
+        found: Mapping[str, MutableMapping[str, Record]],
     ) -> None:
         # no cache: ``found`` is the request's cache, by id
         super().__init__(max_batch_size=None, cache=False)
@@ -39,8 +39,8 @@ class RowsById(DataLoader[tuple[str, tuple[UUID, ...]], None]):
         self.columns = columns
         self.found = found
 
-    async def batch_load_fn(self, batches: Sequence[tuple[str, tuple[UUID, ...]]]) -> list[None]:
-        wanted: dict[str, dict[UUID, None]] = {}
+    async def batch_load_fn(self, batches: Sequence[tuple[str, tuple[str, ...]]]) -> list[None]:
+        wanted: dict[str, dict[str, None]] = {}
         for type_name, ids in batches:
             known = self.found[type_name]
             missing = wanted.setdefault(type_name, {})

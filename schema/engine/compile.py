@@ -39,6 +39,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from gateway.db import instants
 from gateway.errors import BadUserInput, GatewayError
+from gateway.store import select
 from gateway.store.graph import DECLARATIONS, Page, Scalar, ToMany, ToOne
 from resolvers.ids import time_keyset, to_global_id
 from schema.common import page_size
@@ -266,7 +267,9 @@ class Compiler:
                 self.to_one(f, type_name, declared, field_def, field_details)
             elif isinstance(declared, ToMany):
                 f.kind = MANY
-                f.column = self.column(type_name, declared.keys)
+                f.column = self.column(
+                    type_name, select.keys(declared.keys) if entity.table else declared.keys
+                )
                 f.targets = {declared.target: self.object_plan(declared.target, field_details)}
             elif isinstance(declared, Page):
                 f.kind = PAGE
@@ -288,7 +291,9 @@ class Compiler:
         details: FieldDetailsList,
     ) -> None:
         f.kind = ONE
-        f.column = self.column(type_name, declared.key)
+        # a payload's keys are values the mutation returned (``roots.run_mutation``)
+        read = bool(DECLARATIONS[type_name].table)
+        f.column = self.column(type_name, select.key(declared.key) if read else declared.key)
         if isinstance(declared.target, str):
             names = [declared.target]
         else:

@@ -5,6 +5,7 @@ are found (when run). Below the root, every field is a declaration of ``gateway.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from graphql import GraphQLField, GraphQLObjectType, get_named_type
 from graphql.execution.collect_fields import FieldDetailsList
@@ -339,7 +340,9 @@ async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:
     """Write, then the payload's row (its type and the values of its declared keys)."""
     row = await MUTATIONS[plan.field.name](run.context, plan.args["input"])
     (payload,) = plan.field.targets
-    return payload, (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))
+    values = (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))
+    # its uuids are keys of rows to read, found by their text as read (``select.key``)
+    return payload, tuple(str(v) if isinstance(v, UUID) else v for v in values)
 
 
 # The root fields of Subscription: the types an event's row may have (DESIGN §10).

@@ -67,8 +67,8 @@ class Run:
         self.errors: list[GraphQLError] = []
         self._rows: RowsById | None = None
         self._paged: dict[str, int] = {}  # page rows read but not remembered, by type
-        self._found: defaultdict[str, dict[UUID, Any]] = defaultdict(dict)
-        self._pages: defaultdict[int, dict[UUID, PageResult]] = defaultdict(dict)
+        self._found: defaultdict[str, dict[str, Any]] = defaultdict(dict)  # by key
+        self._pages: defaultdict[int, dict[str, PageResult]] = defaultdict(dict)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -78,8 +78,10 @@ class Run:
     def select(self, type_name: str) -> str:
         return select.select_list(self.plan.columns.get(type_name, []))
 
-    def found(self, type_name: str, key: Any) -> Any:
-        return self._found.get(type_name, {}).get(key)
+    def found(self, type_name: str, key: str | UUID) -> Any:
+        """The row of ``type_name`` read with id ``key`` (a uuid given from outside, or a
+        key as read: ``select.key``), None if not read or not visible."""
+        return self._found.get(type_name, {}).get(str(key))
 
     def remember(self, type_name: str, rows: Iterable[Any]) -> None:
         """Rows read in the operation's layout of ``type_name``: later loads of them by id
@@ -97,15 +99,18 @@ class Run:
             self._rows = RowsById(self.context.db, ENTITIES, self.plan.columns, self._found)
         return self._rows
 
-    async def load_keys(self, keys: Iterable[tuple[str, UUID]], *, alone: bool = False) -> None:
-        """Rows by (type, id) not read yet, one statement per type."""
-        by_type: dict[str, list[UUID]] = {}
+    async def load_keys(
+        self, keys: Iterable[tuple[str, str | UUID]], *, alone: bool = False
+    ) -> None:
+        """Rows by (type, id) not read yet, one statement per type; an id given as a uuid
+        (a root field's argument, an event) is found by its key's text (``select.key``)."""
+        by_type: dict[str, list[str]] = {}
         for type_name, key in keys:
-            by_type.setdefault(type_name, []).append(key)
+            by_type.setdefault(type_name, []).append(str(key))
         await self.load_ids(by_type, alone=alone)
 
     async def load_ids(
-        self, by_type: Mapping[str, Iterable[UUID]], *, alone: bool = False
+        self, by_type: Mapping[str, Iterable[str]], *, alone: bool = False
     ) -> None:
         """Rows by id per type, those not read yet, one statement per type. ``alone``: nothing
         else of the run can ask for rows meanwhile (the lone root field's own read), so there
@@ -143,9 +148,9 @@ class Run:
                     rows = groups[id(plan)] = []
                     plans[id(plan)] = plan
                 rows.append(row)
-            follows: list[tuple[FieldPlan, dict[str, list[UUID]]]] = []
+            follows: list[tuple[FieldPlan, dict[str, list[str]]]] = []
             pages: list[tuple[FieldPlan, list[Any]]] = []
-            wanted: dict[str, list[UUID]] = {}
+            wanted: dict[str, list[str]] = {}
             for key, rows in groups.items():
                 for f in plans[key].relations:
                     if f.kind == PAGE:
@@ -170,7 +175,7 @@ class Run:
                 level.extend(cast(list[tuple[ObjectPlan, Any]], next_pairs))
 
     @staticmethod
-    def keys_of(f: FieldPlan, rows: list[Any]) -> dict[str, list[UUID]]:
+    def keys_of(f: FieldPlan, rows: list[Any]) -> dict[str, list[str]]:
         """The ids, by type, of the rows a ONE or MANY field reaches from ``rows``."""
         column = f.column
         if f.kind == MANY:
@@ -183,7 +188,7 @@ class Run:
             return {only: [k for row in rows if (k := row[column]) is not None]}
         # polymorphic (a v1 or v2 row): the type is in the row, column ``by``
         by, by_store = f.by, f.by_store
-        keys: dict[str, list[UUID]] = {}
+        keys: dict[str, list[str]] = {}
         for row in rows:
             key = row[column]
             type_name = by_store.get(row[by])

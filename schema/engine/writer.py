@@ -211,21 +211,24 @@ class Generator:
         if kind == MANY:
             ((target, plan),) = f.targets.items()
             item = self.call(plan, "c", "(items_path, i)")
-            lines = [
-                f"found = F[{target!r}]",
-                "children = [found[k] for k in (row[" + str(f.column) + "] or ()) if k in found]",
-                f"items_path = {here}",
+            keys = self.temporary()
+            written = [
+                f"{value} = [{item} for i, c in enumerate("
+                f"[found[k] for k in {keys} if k in found])]"
             ]
-            if f.non_null:
-                # A null item propagates to the list, which is non-null too: to the parent.
-                lines.append(f"{value} = [{item} for i, c in enumerate(children)]")
-                return lines
+            if not f.non_null:
+                # A null item propagates to the list, which is nullable; a non-null list
+                # propagates on to the parent.
+                written = ["try:", f"    {written[0]}", "except Propagate:", f"    {value} = None"]
+            # no list built for a row that lists no key (most messages refer to no document)
             return [
-                *lines,
-                "try:",
-                f"    {value} = [{item} for i, c in enumerate(children)]",
-                "except Propagate:",
-                f"    {value} = None",
+                f"{keys} = row[{f.column}]",
+                f"if {keys}:",
+                f"    found = F[{target!r}]",
+                f"    items_path = {here}",
+                *(f"    {line}" for line in written),
+                "else:",
+                f"    {value} = []",
             ]
         assert kind == PAGE and f.connection is not None
         writer = self.connection(f.connection)
