@@ -7,12 +7,15 @@ import base64
 import random
 import re
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
-from resolvers.ids import NODE_TYPES, from_global_id, to_global_id
+from resolvers.ids import NODE_TYPES, encode_cursor, from_global_id, to_global_id
 from schema.engine import cache
 from tests.conftest import bearer
 from tests.factories import make_user, make_v2_conversation
@@ -82,12 +85,70 @@ async def test_a_responses_repeated_ids_are_written_once_each_and_forgotten_afte
         {
             "id": reference("V2Message", row["id"]),
             "author": {"id": reference("Profile", user)} if row["role"] == "user" else None,
-            "replyTo": None if row["reply_to_message_id"] is None
+            "replyTo": None
+            if row["reply_to_message_id"] is None
             else {"id": reference("V2Message", row["reply_to_message_id"])},
         }
         for row in rows
     ]
-    memos = [m for _, _, plan in cache._plans.values() if not isinstance(plan, Exception)
-             for root in plan.roots for m in root.memos]
+    memos = [
+        m
+        for _, _, plan in cache._plans.values()
+        if not isinstance(plan, Exception)
+        for root in plan.roots
+        for m in root.memos
+    ]
     assert memos, "the plan writes ids through memos"
     assert all(not m for m in memos)
+
+
+def reference_cursor(kind: str, *parts: object) -> str:
+    values = [
+        None if p is None else p.isoformat() if isinstance(p, datetime) else str(p) for p in parts
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps([kind, *values])).decode().rstrip("=")
+
+
+def test_cursors_are_url_safe_base64_of_their_parts_in_iso_8601() -> None:
+    """A cursor's instant is written by orjson when it is in UTC (as every instant read is),
+    by ``isoformat`` otherwise; the cursors are those of the reference form for instants with
+    and without microseconds, at the ends of the calendar, in other offsets (a zone's
+    historical offset of seconds among them), and for text that base64 writes with '+' and
+    '/'."""
+    rng = random.Random(7)
+    zones = [
+        UTC,
+        None,
+        timezone(timedelta(hours=-5, minutes=-30)),
+        ZoneInfo("Europe/Paris"),
+    ]
+    instants = [
+        datetime.max.replace(tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
+    ]
+    for _ in range(3000):
+        instants.append(
+            datetime(
+                rng.randint(1, 9999),
+                rng.randint(1, 12),
+                rng.randint(1, 28),
+                rng.randint(0, 23),
+                rng.randint(0, 59),
+                rng.randint(0, 59),
+                rng.choice([0, 1, 500_000, rng.randint(0, 999_999)]),
+                tzinfo=rng.choice(zones),
+            )
+        )
+    assert any(i.tzinfo is not None and i.utcoffset() % timedelta(minutes=1) for i in instants)
+    for instant in instants:
+        key = uuid.UUID(int=rng.getrandbits(128))
+        assert encode_cursor("message", instant, str(key)) == reference_cursor(
+            "message", instant, key
+        )
+        assert encode_cursor("message", instant, key) == reference_cursor("message", instant, key)
+    texts = ["", "?>~", "é" * 7, "a/b+c", None]
+    for text in texts:
+        assert encode_cursor("document", text, "k") == reference_cursor("document", text, "k")
+    assert any(
+        c in base64.b64encode(orjson.dumps(["document", t])).decode() for t in texts for c in "+/"
+    )
