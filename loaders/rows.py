@@ -13,8 +13,11 @@ from gateway.store.graph import Entity
 # A type with at most this many ids to read shares a statement with the other such types of
 # the same step (records in arrays, ``select.by_ids_together``); more, and its own statement
 # of plain rows costs less (measured: the array form costs about 0.8 µs more per row in the
-# gateway and 0.6 µs more in PostgreSQL, a statement about 50 µs in each).
-SHARED_READ_ROWS = 32
+# gateway and 0.6 µs more in PostgreSQL, a statement about 50 µs in each, and a round trip).
+# At 64, R2's last two levels are two statements instead of five (profiles of 50 rows, zones
+# and cities of 40 each); its gateway CPU fell ~6% in-process (6 alternations), PostgreSQL's
+# did not move measurably.
+SHARED_READ_ROWS = 64
 
 
 class RowsById(DataLoader[tuple[str, tuple[str, ...]], None]):
