@@ -23,10 +23,8 @@ SHARED_READ_ROWS = 64
 class RowsById(DataLoader[tuple[str, tuple[str, ...]], None]):
     """A key is (object type, a batch of ids): the ids of that type one step of the engine
     needs, as read (``select.key``). The batches asked for in the same tick are read
-    together: one statement per type, except that the small ones share one. A batch is one
-    future, not one per id (a response of a thousand rows would otherwise schedule a
-    thousand). The rows land in ``found`` (the request's rows, by type and id); an id not
-    visible to the viewer (or gone) stays absent."""
+    together (``read_rows``). A batch is one future, not one per id (a response of a thousand
+    rows would otherwise schedule a thousand)."""
 
     def __init__(
         self,
@@ -43,32 +41,46 @@ class RowsById(DataLoader[tuple[str, tuple[str, ...]], None]):
         self.found = found
 
     async def batch_load_fn(self, batches: Sequence[tuple[str, tuple[str, ...]]]) -> list[None]:
-        wanted: dict[str, dict[str, None]] = {}
-        for type_name, ids in batches:
-            known = self.found[type_name]
-            missing = wanted.setdefault(type_name, {})
-            for key in ids:
-                if key not in known:
-                    missing[key] = None
-        small = [t for t, ids in wanted.items() if 0 < len(ids) <= SHARED_READ_ROWS]
-        alone = [t for t, ids in wanted.items() if len(ids) > SHARED_READ_ROWS]
-        if len(small) == 1:
-            alone, small = small + alone, []
-        db = await self.db()
-        if small:
-            read = await select.by_ids_together(
-                db, [(self.entities[t], self.columns.get(t, ()), list(wanted[t])) for t in small]
-            )
-            for type_name, rows in zip(small, read, strict=True):
-                self.keep(type_name, rows)
-        for type_name in alone:
-            self.keep(type_name, await select.by_ids(
-                db, self.entities[type_name], self.columns.get(type_name, ()),
-                list(wanted[type_name]),
-            ))
+        await read_rows(self.db, self.entities, self.columns, self.found, batches)
         return [None] * len(batches)
 
-    def keep(self, type_name: str, rows: Sequence[Record]) -> None:
-        found = self.found[type_name]
-        for row in rows:
-            found[row[0]] = row
+
+async def read_rows(
+    db: Callable[[], Awaitable[Db]],
+    entities: Mapping[str, Entity],
+    columns: Mapping[str, Sequence[str]],
+    found: Mapping[str, MutableMapping[str, Record]],
+    batches: Sequence[tuple[str, Sequence[str]]],
+) -> None:
+    """The rows of ``batches`` (object type, ids) not in ``found`` yet, with the ``columns``
+    of their type: one statement per type, except that the small ones share one. The rows
+    land in ``found`` (the request's rows, by type and id); an id not visible to the viewer
+    (or gone) stays absent. Called without a loader when nothing else can ask meanwhile
+    (``Run.load_ids``: a DataLoader costs more to build than such a read's own work)."""
+    wanted: dict[str, dict[str, None]] = {}
+    for type_name, ids in batches:
+        known = found[type_name]
+        missing = wanted.setdefault(type_name, {})
+        for key in ids:
+            if key not in known:
+                missing[key] = None
+    small = [t for t, ids in wanted.items() if 0 < len(ids) <= SHARED_READ_ROWS]
+    alone = [t for t, ids in wanted.items() if len(ids) > SHARED_READ_ROWS]
+    if len(small) == 1:
+        alone, small = small + alone, []
+    conn = await db()
+    if small:
+        read = await select.by_ids_together(
+            conn, [(entities[t], columns.get(t, ()), list(wanted[t])) for t in small]
+        )
+        for type_name, rows in zip(small, read, strict=True):
+            keep(found[type_name], rows)
+    for type_name in alone:
+        keep(found[type_name], await select.by_ids(
+            conn, entities[type_name], columns.get(type_name, ()), list(wanted[type_name]),
+        ))
+
+
+def keep(found: MutableMapping[str, Record], rows: Sequence[Record]) -> None:
+    for row in rows:
+        found[row[0]] = row

@@ -24,7 +24,7 @@ from gateway.context import Context
 from gateway.db import Db
 from gateway.store import select
 from gateway.store.graph import ENTITIES, Page
-from loaders.rows import RowsById
+from loaders.rows import RowsById, read_rows
 from schema.engine import roots
 from schema.engine.plan import (
     EVENT,
@@ -114,7 +114,7 @@ class Run:
     ) -> None:
         """Rows by id per type, those not read yet, one statement per type. ``alone``: nothing
         else of the run can ask for rows meanwhile (the lone root field's own read), so there
-        is nothing to batch with: the loader's batch function reads them at once, without its
+        is nothing to batch with: they are read at once (``read_rows``), without the loader, its
         queue and the task that dispatches it."""
         found = self._found
         batches = []
@@ -126,7 +126,7 @@ class Run:
         if not batches:
             return
         if alone:
-            await self.rows.batch_load_fn(batches)
+            await read_rows(self.context.db, ENTITIES, self.plan.columns, self._found, batches)
         elif len(batches) == 1:
             await self.rows.load(batches[0])
         else:
