@@ -34,7 +34,7 @@ NODE_TYPES = frozenset(
 )
 
 
-def to_global_id(type_name: str, database_id: UUID) -> str:
+def to_global_id(type_name: str, database_id: UUID | str) -> str:
     # base64.urlsafe_b64encode, without its two Python-level calls and its translation (a
     # response writes thousands of ids). The text is a type's name (letters and digits), ':'
     # and the uuid's hexadecimal form with dashes: in ASCII, a 6-bit group of 62 or 63 (the

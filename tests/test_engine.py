@@ -1000,8 +1000,8 @@ async def test_every_declared_column_reads_alike_in_a_shared_statement(
     """Small reads of several types share a statement, their rows as records in arrays
     (``select.by_ids_together``); asyncpg decodes a record's fields by the types it knows, so
     every declared column of every type, as it is stored and as the engine selects it
-    (``compile.read_as``: instants in text form), must come back as ``by_ids`` returns it, on
-    a connection that has decoded nothing before."""
+    (``compile.read_as``: instants in text form; ``select.key``/``keys``: keys as text), must
+    come back as ``by_ids`` returns it, on a connection that has decoded nothing before."""
     from gateway.store.graph import ENTITIES, Scalar, ToMany, ToOne
     from schema import build_schema
     from schema.engine.compile import read_as
@@ -1018,7 +1018,8 @@ async def test_every_declared_column_reads_alike_in_a_shared_statement(
                 if isinstance(f, (Scalar, ToOne, ToMany))
                 for column in (
                     (f.sql, read_as(f, fields[key].type)[0]) if isinstance(f, Scalar)
-                    else (f.key,) if isinstance(f, ToOne) else (f.keys,)
+                    else (f.key, select.key(f.key)) if isinstance(f, ToOne)
+                    else (f.keys, select.keys(f.keys))
                 )
             ]
             ids = [r[0] for r in await conn.fetch(f"SELECT id FROM {entity.table} LIMIT 3")]

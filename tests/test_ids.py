@@ -7,6 +7,7 @@ import base64
 import random
 import re
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ import orjson
 import pytest
 
 from resolvers.ids import NODE_TYPES, encode_cursor, from_global_id, to_global_id
-from schema.engine import cache
+from schema.engine import cache, writer
 from tests.conftest import bearer
 from tests.factories import make_user, make_v2_conversation
 from tests.graphql import gid
@@ -56,14 +57,21 @@ async def test_the_drivers_uuids_are_written_alike(owner: asyncpg.Connection) ->
 
 
 async def test_a_responses_repeated_ids_are_written_once_each_and_forgotten_after(
-    client: httpx.AsyncClient, owner: asyncpg.Connection
+    client: httpx.AsyncClient, owner: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writers encode a row's global id once per response (an author repeated on every
     message, a reply that is also a node of the page) and look it up after; the memo is
     emptied when the response is written, so it holds no request's ids and does not grow."""
+    encoded: Counter[tuple[str, str]] = Counter()
+
+    def counted(type_name: str, key: uuid.UUID | str) -> str:
+        encoded[type_name, str(key)] += 1
+        return to_global_id(type_name, key)
+
+    monkeypatch.setattr(writer, "to_global_id", counted)  # in the writers this plan builds
     user = await make_user(owner, "Ana")
     conversation = await make_v2_conversation(owner, user, messages=5)
-    query = """query($id: ID!) { node(id: $id) { ... on V2Conversation {
+    query = """query MemoOfIds($id: ID!) { node(id: $id) { ... on V2Conversation {
       id owner { id } messages(first: 5) { edges { node {
         id author { id } replyTo { id } } } } } } }"""
     variables = {"id": gid("V2Conversation", conversation)}
@@ -91,6 +99,11 @@ async def test_a_responses_repeated_ids_are_written_once_each_and_forgotten_afte
         }
         for row in rows
     ]
+    # the owner and 3 user messages' author, 4 replies to messages of the page: encoded once
+    assert encoded == Counter(
+        {("V2Conversation", str(conversation)): 1, ("Profile", str(user)): 1}
+        | {("V2Message", str(row["id"])): 1 for row in rows}
+    )
     memos = [
         m
         for _, _, plan in cache._plans.values()

@@ -118,9 +118,10 @@ class RootPlan:
     ids: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     single: bool = False
     value: ValuePlan | None = None
-    # The generated writers of the field's value (``schema.engine.writer.root_writers``).
+    # The generated writers of the field's value (``schema.engine.writer.root_writers``),
+    # called by ``Run.write_root`` only, one write at a time.
     writers: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # Their memos of global ids, cleared after each write.
+    # Their memos of global ids (right for any request), cleared after each write.
     memos: tuple[dict[Any, str], ...] = ()
 
 
@@ -128,8 +129,9 @@ class RootPlan:
 class PageResult:
     """A page as read for one request. A page of one object type (its connection's
     ``target``) holds its rows; the conversations of both stores hold ``items`` instead, each
-    (object type, row — None when it could not be read —, the first part of its cursor, its
-    id). Whether more follow; the total when ``totalCount`` is selected."""
+    (object type, row — None when it could not be read —, the first part of its cursor, the
+    last). Whether more follow; the total when ``totalCount`` is selected. A connection's
+    writer reads the form its ``target`` says (``writer.Generator.connection``)."""
 
     rows: list[Any]
     has_next: bool

@@ -341,8 +341,17 @@ async def run_mutation(run: Run, plan: RootPlan) -> tuple[str, Any]:
     row = await MUTATIONS[plan.field.name](run.context, plan.args["input"])
     (payload,) = plan.field.targets
     values = (row.get("id"), *(row.get(c) for c in run.plan.columns.get(payload, [])))
-    # its uuids are keys of rows to read, found by their text as read (``select.key``)
-    return payload, tuple(str(v) if isinstance(v, UUID) else v for v in values)
+    return payload, tuple(map(_as_keys, values))
+
+
+def _as_keys(value: Any) -> Any:
+    """A payload's value, its uuids (alone or listed) as the keys of rows to read, found by
+    their text as the engine reads keys (``select.key``)."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, list) and any(isinstance(v, UUID) for v in value):
+        return [str(v) if isinstance(v, UUID) else v for v in value]
+    return value
 
 
 # The root fields of Subscription: the types an event's row may have (DESIGN §10).

@@ -90,7 +90,7 @@ class Generator:
         self._ids = count()
         # The global ids written by type, each memo named in the namespace: a response
         # writes an id each time a row is reached (an author per message, a reply), and a
-        # lookup costs a fraction of an encoding. Cleared after each write (``Memos``).
+        # lookup costs a fraction of an encoding. Cleared after each write (``Run.write_root``).
         self.memos: dict[str, str] = {}
 
     def constant(self, value: Any) -> str:
