@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -283,3 +284,56 @@ async def test_a_kept_connection_the_sweep_cannot_give_back_is_closed(
             break
     assert raw.is_closed()
     assert "could not be given back" in caplog.text
+
+
+async def test_kept_connections_the_sweep_takes_while_the_engine_is_disposed_of_are_all_closed(
+    engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disposing of the engine closes its kept connections one at a time, each close awaited,
+    while the sweep, under way, takes some of them out of the same list: every one is closed,
+    by one or the other, none dropped still checked out (SQLAlchemy's SAWarning "The garbage
+    collector is trying to clean up non-checked-in connection", an error in the tests)."""
+    monkeypatch.setattr(kept, "END_AFTER_S", 0.0)  # all three due at the sweep's first look
+    conns = [
+        await open_transaction(engine, Viewer.service(), settings, read_only=True)
+        for _ in range(3)
+    ]
+    first, second, _ = conns
+    taken, disposing = asyncio.Event(), asyncio.Event()
+    ended = kept._ended
+
+    async def once_disposing(conn: AsyncConnection) -> bool:
+        taken.set()  # the sweep holds the first, out of the list
+        await disposing.wait()
+        return await ended(conn)
+
+    slow = second.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    graceful = AsyncAdapt_asyncpg_connection._terminate_graceful_close
+
+    async def closing_slowly(adapted: AsyncAdapt_asyncpg_connection) -> None:
+        if adapted is slow and not disposing.is_set():  # the disposal's first close
+            disposing.set()
+            async with asyncio.timeout(5):
+                # until the sweep has ended the first read and taken the second out of the list
+                while second in swept:  # noqa: ASYNC110 (a list's content: no event to wait for)
+                    await asyncio.sleep(0.001)
+        elif adapted is slow:  # the sweep's close of the second: the disposal goes on
+            await asyncio.sleep(0.1)
+        await graceful(adapted)
+
+    monkeypatch.setattr(kept, "_ended", once_disposing)
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_terminate_graceful_close",
+                        closing_slowly)
+    swept = kept._idle_of(engine).of_loop()
+    for conn in conns:
+        await end_transaction(conn, commit=True)  # kept with their reads open, in this order
+    async with asyncio.timeout(5):
+        await taken.wait()
+    await engine.dispose()
+    if swept.sweeping is not None:
+        await asyncio.wait([swept.sweeping], timeout=5)
+    left = [conn for conn in conns if not conn.sync_connection.closed]  # type: ignore[union-attr]
+    for conn in left:
+        await kept.discard(conn)
+    assert not left, f"{conns.index(left[0])} of 0-2 left checked out"
+    assert first.sync_connection.closed  # type: ignore[union-attr]

@@ -313,7 +313,12 @@ def _close_idle(engine: Engine) -> None:
     except RuntimeError:  # disposed of from synchronous code
         loop = None
     for owner, kept in list(found.by_loop.items()):
-        for conn in kept:
+        # Emptied first: closing one awaits (its loop runs meanwhile), and a sweep under way
+        # removes the connections it ends from this list; iterated in place, one that moved
+        # into a removed one's slot was skipped and then dropped by clear(), still checked out.
+        conns = list(kept)
+        kept.clear()
+        for conn in conns:
             try:
                 sync = conn.sync_connection
                 if owner is loop and sync is not None:
@@ -323,4 +328,3 @@ def _close_idle(engine: Engine) -> None:
                     driver(conn).terminate()
             except Exception:
                 log.debug("a kept connection could not be closed", exc_info=True)
-        kept.clear()
