@@ -240,6 +240,10 @@ class Compiler:
     def object_plan(self, type_name: str, details: FieldDetailsList) -> ObjectPlan:
         type_ = self.object_type(type_name)
         entity = DECLARATIONS[type_name]
+        # Rows of a table are selected (keys as text, instants in text form); a payload's are
+        # the values its mutation returned, looked up by the declared column text as they are
+        # (``roots.run_mutation``).
+        selected = bool(entity.table)
         plan = ObjectPlan(type_name)
         for key, field_details in self.subfields(type_, details).items():
             name = field_details[0].node.name.value
@@ -261,14 +265,14 @@ class Compiler:
             elif name == "source" and entity.source is not None:
                 f.kind, f.literal = LITERAL, entity.source.upper()
             elif isinstance(declared, Scalar):
-                sql, f.convert = read_as(declared, field_def.type, selected=bool(entity.table))
+                sql, f.convert = read_as(declared, field_def.type, selected=selected)
                 f.column = self.column(type_name, sql)
             elif isinstance(declared, ToOne):
-                self.to_one(f, type_name, declared, field_def, field_details)
+                self.to_one(f, type_name, declared, field_def, field_details, selected=selected)
             elif isinstance(declared, ToMany):
                 f.kind = MANY
                 f.column = self.column(
-                    type_name, select.keys(declared.keys) if entity.table else declared.keys
+                    type_name, select.keys(declared.keys) if selected else declared.keys
                 )
                 f.targets = {declared.target: self.object_plan(declared.target, field_details)}
             elif isinstance(declared, Page):
@@ -289,11 +293,11 @@ class Compiler:
         declared: ToOne,
         field_def: GraphQLField,
         details: FieldDetailsList,
+        *,
+        selected: bool,
     ) -> None:
         f.kind = ONE
-        # a payload's keys are values the mutation returned (``roots.run_mutation``)
-        read = bool(DECLARATIONS[type_name].table)
-        f.column = self.column(type_name, select.key(declared.key) if read else declared.key)
+        f.column = self.column(type_name, select.key(declared.key) if selected else declared.key)
         if isinstance(declared.target, str):
             names = [declared.target]
         else:
