@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +59,42 @@ async def count_statements(ctx: Context, workloads: list[Workload], auth_url: UR
                     ctx.statements[(w.key, "postgraphile")] = "1 (+tx, set_config)"
             if ctx.args.explain:
                 explain_dir = Path(ctx.args.explain_dir) if ctx.args.explain_dir else None
-                await explain_workloads(workloads, client, headers, engine, explain_dir)
+                await explain_workloads(workloads, client, headers, engine, settings, explain_dir)
     finally:
         counter.detach(engine)
         await engine.dispose()
+
+
+class StatementCapture:
+    """The read statements an engine sends, with their positional arguments: those sent
+    through SQLAlchemy and those sent to the driver directly (the read engine's)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, Sequence[Any]]] = []
+
+    @contextlib.contextmanager
+    def on(self, engine: Any) -> Iterator[None]:
+        from sqlalchemy import event
+
+        from gateway.db import SETUP_MARKER
+        from gateway.db.engine import driver_listeners
+
+        def heard(statement: str, args: Sequence[Any]) -> None:
+            if SETUP_MARKER not in statement:
+                self.reads.append((statement, tuple(args)))
+
+        def executed(_c: Any, _cursor: Any, statement: str, args: Any, *_: Any) -> None:
+            heard(statement, args)
+
+        self.reads.clear()
+        listeners = driver_listeners.setdefault(engine.sync_engine, [])
+        event.listen(engine.sync_engine, "before_cursor_execute", executed)
+        listeners.append(heard)
+        try:
+            yield
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", executed)
+            listeners.remove(heard)
 
 
 # Plan nodes worth a line in the summary: how each table is read.
@@ -84,42 +118,36 @@ async def explain_workloads(
     client: httpx.AsyncClient,
     headers: dict[str, str],
     engine: Any,
+    settings: Any,
     explain_dir: Path | None,
 ) -> None:
-    """``EXPLAIN ANALYZE`` of every read statement the gateway sends for R1, R2 and R4 (as the
-    bench's service viewer, in a rolled-back transaction): how each table is read, and the
+    """``EXPLAIN ANALYZE`` of every read statement the gateway sends for R1, R2 and R4, as the
+    request's own viewer in a rolled-back transaction: how each table is read, and the
     execution time."""
-    from sqlalchemy import event
+    from gateway.auth import viewer_from_header
+    from gateway.db import begin_as, release_idle
+    from gateway.db.connection import driver
 
-    from gateway.db import SETUP_MARKER, Db, Viewer, become, release_idle
-    from gateway.settings import Settings
-
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if SETUP_MARKER not in statement:
-            captured.append((statement, parameters))
-
+    viewer = viewer_from_header(headers["authorization"], settings)
+    captured = StatementCapture()
     for w in workloads:
         if w.key not in ("R1", "R2", "R4") or "gateway" not in w.requests:
             continue
-        captured.clear()
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
-        try:
+        with captured.on(engine):
             await client.post("/graphql", content=w.requests["gateway"][0].body, headers=headers)
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
-        print(f"\nEXPLAIN {w.key}: {len(captured)} read statement(s)")
+        print(f"\nEXPLAIN {w.key}: {len(captured.reads)} read statement(s)")
         await release_idle(engine)  # the request kept its connection: the pool's again
-        for statement, parameters in captured:
+        for statement, args in captured.reads:
             async with engine.connect() as conn:
-                transaction = await conn.begin()
-                await become(Db(conn), Viewer.service(), Settings(jwt_secret=JWT_SECRET))
-                result = await conn.exec_driver_sql(
-                    "EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) " + statement, parameters
-                )
-                lines = [row[0] for row in result]
-                await transaction.rollback()
+                raw = driver(conn)
+                await raw.execute(begin_as(viewer, settings))
+                try:
+                    explained = await raw.fetch(
+                        "EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) " + statement, *args
+                    )
+                finally:
+                    await raw.execute("ROLLBACK")
+                lines = [row[0] for row in explained]
             if explain_dir is not None:
                 # A diagnostic run, nothing else on the loop: the file write below blocks too.
                 explain_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240

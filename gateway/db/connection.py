@@ -55,14 +55,14 @@ class Db:
             self._admit(sql)
             return await send(self.conn, sql)
 
-    def _admit(self, driver_sql: str | None = None) -> None:
+    def _admit(self, driver_sql: str | None = None, args: Sequence[Any] = ()) -> None:
         """With the lock held: refuse a statement once the transaction is finished, else count
         it; one sent to the driver directly is also told to the statement listeners (SQLAlchemy
         tells them of its own)."""
         if self._closed:
             raise RuntimeError("the request's transaction is finished")
         if driver_sql is not None:
-            announce(self.conn.sync_engine, driver_sql)
+            announce(self.conn.sync_engine, driver_sql, args)
         self.statements += 1
 
     async def rows(
@@ -84,7 +84,7 @@ class Db:
         query, names = positional(sql)
         args = [params[name] for name in names] if params else []
         async with self._lock:
-            self._admit(query)
+            self._admit(query, args)
             raw = driver(self.conn)
             with statement_span(query):
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +59,10 @@ def create_engine(
     )
 
 
-# Listeners of the statements sent on the driver's connection, past SQLAlchemy's events.
-driver_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]
+# Listeners of the statements sent on the driver's connection, past SQLAlchemy's events: each
+# is called with the statement and its positional arguments.
+DriverListener = Callable[[str, Sequence[Any]], None]
+driver_listeners: weakref.WeakKeyDictionary[Engine, list[DriverListener]]
 driver_listeners = weakref.WeakKeyDictionary()
 
 
@@ -70,16 +72,16 @@ def base_engine(engine: Engine) -> Engine:
     return getattr(engine, "_proxied", engine)
 
 
-def listeners_of(engine: Engine) -> list[Callable[[str], None]] | tuple[()]:
+def listeners_of(engine: Engine) -> list[DriverListener] | tuple[()]:
     """The driver listeners of ``engine``, or of the engine it adds options to."""
     return driver_listeners.get(base_engine(engine), ())
 
 
-def announce(engine: Engine, sql: str) -> None:
-    """Tell ``engine``'s driver listeners of ``sql``, sent to the driver directly (SQLAlchemy
-    tells its own listeners of what goes through it)."""
+def announce(engine: Engine, sql: str, args: Sequence[Any] = ()) -> None:
+    """Tell ``engine``'s driver listeners of ``sql`` and its ``args``, sent to the driver
+    directly (SQLAlchemy tells its own listeners of what goes through it)."""
     for listener in listeners_of(engine):
-        listener(sql)
+        listener(sql, args)
 
 
 _autocommit: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
@@ -117,7 +119,7 @@ class StatementCounter:
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self._on_driver(statement)
 
-    def _on_driver(self, statement: str) -> None:
+    def _on_driver(self, statement: str, _args: Sequence[Any] = ()) -> None:
         with self._lock:
             self.statements.append(statement)
 
