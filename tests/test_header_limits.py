@@ -256,6 +256,32 @@ def test_serve_prints_each_requests_log_line(gateway: Gateway) -> None:
     assert mine[0]["outcome"] == "ok" and mine[0]["operation_type"] == "query"
 
 
+def write_syscalls(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw")
+
+
+def test_a_response_is_written_in_one_send(gateway: Gateway) -> None:
+    """Head and body go out together (``gateway.http.protocol.WritesTogether``): the worker's
+    write system calls per request are the response's one and the request log line's."""
+    body = b'{"query": "{ __typename }"}'
+    request = head([b"Content-Type: application/json", b"Content-Length: %d" % len(body)]) + body
+    with gateway.connect() as sock:
+        sock.sendall(request)
+        assert read_response(sock)[0] == 200
+        time.sleep(0.2)  # the first request's log line written
+        before = write_syscalls(gateway.pid)
+        for _ in range(50):
+            sock.sendall(request)
+            status, headers, answer = read_response(sock)
+            assert status == 200 and orjson.loads(answer) == {"data": {"__typename": "Query"}}
+            assert headers[b"content-type"].startswith(b"application/json")
+        time.sleep(0.2)
+        assert (write_syscalls(gateway.pid) - before) / 50 == 2
+
+
 def test_the_largest_head_within_the_bounds_is_answered(gateway: Gateway) -> None:
     # 100 fields (Host, post()'s three and 96 more) of 16 KiB of names and values in all
     fillers = [b"X-Filler-%02d: %s" % (i, b"f" * 150) for i in range(96)]

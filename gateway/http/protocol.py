@@ -170,6 +170,9 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         self.in_head = False
         self.disarm_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # this request's cycle
+            cycle.transport = WritesTogether(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self.message_completed = True
@@ -227,6 +230,54 @@ class HeadBoundedProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.flow.resume_reading()
         self.loop.call_later(LINGER_S, self.transport.close)
+
+
+class WritesTogether:
+    """A response's transport that sends what it is given in one step of the loop together.
+
+    uvicorn writes a response's head when the app starts it and the body when the app sends
+    it, two sends where one does: the app sends both in the same step. A write is held until
+    the step ends (``call_soon``); one that follows it in that step goes out with it, in one
+    ``writelines`` (a single ``writev`` under uvloop, no copy). A streamed response's later
+    parts are held no longer than the step that wrote them."""
+
+    __slots__ = ("transport", "loop", "held", "flushing")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: bytes | None = None
+        self.flushing: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self.held
+        if held is None:
+            self.held = data
+            self.flushing = self.loop.call_soon(self.flush)
+            return
+        self.held = None
+        if self.flushing is not None:
+            self.flushing.cancel()
+            self.flushing = None
+        self.transport.writelines((held, data))
+
+    def flush(self) -> None:
+        held, self.held = self.held, None
+        if self.flushing is not None:
+            self.flushing.cancel()
+            self.flushing = None
+        if held is not None and not self.transport.is_closing():
+            self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 def head_bounded(limits: Limits) -> type[HeadBoundedProtocol]:
