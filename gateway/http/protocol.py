@@ -241,7 +241,7 @@ class WritesTogether:
     ``writelines`` (a single ``writev`` under uvloop, no copy). A streamed response's later
     parts are held no longer than the step that wrote them."""
 
-    __slots__ = ("transport", "loop", "held", "flushing")
+    __slots__ = ("flushing", "held", "loop", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
