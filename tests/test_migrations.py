@@ -83,7 +83,7 @@ TABLE_INDEXES_SQL = (
 ROW_HASH_SQL = "SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM {table} AS t"
 ROW_COUNT_SQL = "SELECT count(*) FROM {table}"
 
-HEAD = "0010_event_function"
+HEAD = "0011_newest_first_indexes"
 
 # DESIGN §2: shared reference tables, v1, the bridge, analytics ("name type", column order).
 SHARED_AND_V1_COLUMNS = {
@@ -505,6 +505,52 @@ async def test_downgrades_leave_v1_and_shared_rows_unchanged(
     assert await migrate.current_revision(url) == HEAD
     assert await row_hashes(owner) == before
     assert await owner.fetchval(ROW_COUNT_SQL.format(table="v2_conversations")) == 0
+
+
+NEWEST_INDEXES_SQL = """
+SELECT c.relname, i.indisvalid, obj_description(c.oid, 'pg_class') AS mark
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname LIKE '%newest' ORDER BY 1
+"""
+NEWEST_INDEXES = [
+    "idx_chat_events_newest", "idx_chat_events_source_newest", "idx_chat_events_user_newest",
+    "idx_v2_projects_newest",
+]
+
+
+async def test_newest_first_indexes_are_built_and_go_with_their_downgrade(
+    server: Server, database: str, owner: asyncpg.Connection
+) -> None:
+    """0011: the newest-first listings' indexes, marked; the downgrade drops them and keeps
+    the earlier ones; an index a failed build left invalid is built again."""
+    url = owner_url(server, database)
+    found = await owner.fetch(NEWEST_INDEXES_SQL)
+    assert [(r["relname"], r["indisvalid"], r["mark"]) for r in found] == [
+        (name, True, MARK) for name in NEWEST_INDEXES
+    ]
+    indexdef = "SELECT indexdef FROM pg_indexes WHERE indexname = $1"
+    assert (await owner.fetchval(indexdef, "idx_chat_events_source_newest")).endswith(
+        "(((metadata ->> 'source'::text)), created_at DESC NULLS LAST, id DESC)"
+    )
+
+    migrate.downgrade(url, "0010_event_function")
+    assert await owner.fetch(NEWEST_INDEXES_SQL) == []
+    for earlier in ("idx_v2_projects_listing", "idx_chat_events_created"):
+        assert await owner.fetchval(indexdef, earlier) is not None
+
+    # a build that failed (here: one marked invalid by hand) is dropped and built again
+    await owner.execute(
+        "CREATE INDEX idx_v2_projects_newest ON v2_projects (created_at DESC NULLS LAST, id DESC)"
+    )
+    await owner.execute(
+        "UPDATE pg_index SET indisvalid = false "
+        "WHERE indexrelid = 'public.idx_v2_projects_newest'::regclass"
+    )
+    migrate.upgrade(url)
+    found = await owner.fetch(NEWEST_INDEXES_SQL)
+    assert [(r["relname"], r["indisvalid"], r["mark"]) for r in found] == [
+        (name, True, MARK) for name in NEWEST_INDEXES
+    ]
 
 
 # --- create only what is absent ------------------------------------------------------------------

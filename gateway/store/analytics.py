@@ -64,7 +64,7 @@ async def page(
         params.update(keyset_params)
     sql = (
         f"SELECT {columns} FROM analytics.chat_events t {_clause(where)} "
-        "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
+        "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
     )
     return await db.fetch(sql, {**params, "limit": limit})
 

@@ -40,7 +40,7 @@ async def page(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     sql = (
         f"SELECT {columns} FROM v2_projects t {clause} "
-        "ORDER BY created_at DESC NULLS LAST, id DESC LIMIT :limit"
+        "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
     )
     return await db.fetch(sql, {**params, "limit": limit})
 

@@ -23,7 +23,7 @@ async def cities_page(
     if after is not None:
         where.append("(name, id) > (:after_name, CAST(:after_id AS uuid))")
         params.update(after_name=after[0], after_id=after[1])
-    sql = f"SELECT {columns} FROM cities t {_where(where)} ORDER BY name, id LIMIT :limit"
+    sql = f"SELECT {columns} FROM cities t {_where(where)} ORDER BY t.name, t.id LIMIT :limit"
     return await db.fetch(sql, {**params, "limit": limit})
 
 
@@ -60,7 +60,7 @@ async def documents_page(
         params.update(after_title=after[0], after_id=after[1])
     sql = (
         f"SELECT {columns} FROM documents t {_where(where)} "
-        "ORDER BY coalesce(title, ''), id LIMIT :limit"
+        "ORDER BY coalesce(t.title, ''), t.id LIMIT :limit"
     )
     return await db.fetch(sql, {**params, "limit": limit})
 

@@ -1,0 +1,78 @@
+"""A newest-first listing (``created_at DESC NULLS LAST, id DESC``) reads its page from an
+index in that order, alone or after its equality filter, and stops: PostgreSQL sorts no table
+for it (revision 0011). Each listing's statement is captured as the gateway sends it and
+explained with sorting disabled: without such an index its plan still has to sort."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.graph.statements import StatementCapture
+from tests.conftest import bearer
+from tests.factories import at, insert, make_project, make_user
+
+LISTINGS = {
+    "projects": "{ projects(first: 3) { edges { cursor node { name } } } }",
+    "projects after a cursor": "query($after: String) { projects(first: 3, after: $after) "
+    "{ edges { node { name } } } }",
+    "events": "{ chatEvents(first: 3) { edges { cursor node { modelName } } } }",
+    "events after a cursor": "query($after: String) { chatEvents(first: 3, after: $after) "
+    "{ edges { node { modelName } } } }",
+    "events of a source": "{ chatEvents(first: 3, filter: {source: V1}) "
+    "{ edges { node { modelName } } } }",
+}
+
+
+@pytest.fixture
+async def rows(owner: asyncpg.Connection) -> None:
+    user = await make_user(owner)
+    for i in range(12):
+        await make_project(owner, user, name=f"Projet {i}", created_at=None if i == 0 else at(i))
+        await insert(
+            owner, "analytics.chat_events", user_id=user, model_name=f"m{i}",
+            metadata={"source": "v1" if i % 2 else "v2"}, created_at=None if i == 0 else at(i),
+        )
+    await owner.execute("ANALYZE v2_projects; ANALYZE analytics.chat_events")
+
+
+async def plan_of(owner: asyncpg.Connection, statement: str, args: tuple[object, ...]) -> str:
+    async with owner.transaction():
+        await owner.execute("SET LOCAL enable_sort = off")
+        lines = await owner.fetch("EXPLAIN (COSTS OFF) " + statement, *args)
+    return "\n".join(row[0] for row in lines)
+
+
+@pytest.mark.parametrize("listing", list(LISTINGS))
+async def test_a_newest_first_listing_is_read_in_index_order(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    owner: asyncpg.Connection,
+    rows: None,
+    listing: str,
+) -> None:
+    headers = bearer(str(uuid.uuid4()), role="service_role")
+    variables = {}
+    if "after" in listing:  # the second page, after the first one's last cursor
+        first = LISTINGS[listing.split(" after")[0]]
+        response = await client.post("/graphql", json={"query": first}, headers=headers)
+        (edges,) = response.json()["data"].values()
+        variables = {"after": edges["edges"][-1]["cursor"]}
+    captured = StatementCapture()
+    with captured.on(engine):
+        response = await client.post(
+            "/graphql", json={"query": LISTINGS[listing], "variables": variables}, headers=headers
+        )
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    (page,) = response.json()["data"].values()
+    assert len(page["edges"]) == 3
+
+    (statement, args) = captured.reads[0]
+    assert "ORDER BY t.created_at DESC NULLS LAST, t.id DESC" in statement, statement
+    plan = await plan_of(owner, statement, args)
+    assert "Sort" not in plan, plan
+    assert "Index" in plan, plan
