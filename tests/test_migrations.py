@@ -514,7 +514,7 @@ WHERE c.relname LIKE '%newest' ORDER BY 1
 """
 NEWEST_INDEXES = [
     "idx_chat_events_newest", "idx_chat_events_source_newest", "idx_chat_events_user_newest",
-    "idx_v2_projects_newest",
+    "idx_research_history_user_newest", "idx_v2_projects_newest", "idx_v2_research_user_newest",
 ]
 
 

@@ -1,15 +1,16 @@
 """Indexes in the order the newest-first listings read: ``created_at DESC NULLS LAST, id DESC``.
 
-``projects`` and the analytics ``events`` list newest first with the rows without an instant
-last (``gateway.store.keyset.newest_first_after``). Their indexes of revisions 0004 and 0006
-sort ``created_at DESC``, where NULLs come first, and without the id: PostgreSQL could not read
-a page from them and sorted the whole table for each one (``projects(first: 20)`` over 5,000
-projects, 1.0 ms of its CPU; ``events(first: 20)`` over a million events, a scan of all of
-them). These give each listing its order, alone or after its equality filter (the owner, the
-source), so that a page reads its rows and stops.
+``projects``, the analytics ``chatEvents`` and the viewer's ``researchHistory`` (both stores)
+list newest first with the rows without an instant last
+(``gateway.store.keyset.newest_first_after``). Their indexes (the seed's, revisions 0003, 0004
+and 0006) sort ``created_at DESC``, where NULLs come first, and without the id: PostgreSQL could
+not read a page from them and sorted every row of the listing for each page
+(``projects(first: 20)`` over 5,000 projects, 1.0 ms of its CPU; ``chatEvents(first: 20)`` over
+a million events, a scan of all of them). These give each listing its order, alone or after its
+equality filter (the owner, the source), so that a page reads its rows and stops.
 
 The new indexes carry the gateway's mark, on its own tables and on production's
-``analytics.chat_events`` alike (DESIGN §2: more indexes where a measured query needs them); the
+(``analytics.chat_events``, v1's ``research_history``) alike (DESIGN §2: more indexes where a measured query needs them); the
 downgrade drops only marked ones. The earlier indexes stay: they serve ``created_at DESC``
 (NULLs first), the order other clients of these tables ask for (PostgREST's and PostGraphile's
 ``created_at`` descending).
@@ -41,6 +42,8 @@ INDEXES = [
     ("analytics", "chat_events", "idx_chat_events_user_newest", f"user_id, {NEWEST}"),
     ("analytics", "chat_events", "idx_chat_events_source_newest",
      f"(metadata->>'source'), {NEWEST}"),
+    ("public", "research_history", "idx_research_history_user_newest", f"user_id, {NEWEST}"),
+    ("public", "v2_research_history", "idx_v2_research_user_newest", f"user_id, {NEWEST}"),
 ]
 
 
