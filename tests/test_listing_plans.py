@@ -1,7 +1,8 @@
 """A newest-first listing (``created_at DESC NULLS LAST, id DESC``: projects, events, the
 viewer's research of both stores) reads its page from an index in that order, alone or after
-its equality filter, and stops: PostgreSQL sorts no table for it (revision 0011). Each listing's statement is captured as the gateway sends it and
-explained with sorting disabled: without such an index its plan still has to sort."""
+its equality filter, and stops: PostgreSQL sorts no table for it (revision 0011). Each
+listing's statement is captured as the gateway sends it and explained with sorting disabled:
+without such an index its plan still has to sort."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ a million events, a scan of all of them). These give each listing its order, alo
 equality filter (the owner, the source), so that a page reads its rows and stops.
 
 The new indexes carry the gateway's mark, on its own tables and on production's
-(``analytics.chat_events``, v1's ``research_history``) alike (DESIGN §2: more indexes where a measured query needs them); the
-downgrade drops only marked ones. The earlier indexes stay: they serve ``created_at DESC``
-(NULLs first), the order other clients of these tables ask for (PostgREST's and PostGraphile's
-``created_at`` descending).
+(``analytics.chat_events``, v1's ``research_history``) alike (DESIGN §2: more indexes where a
+measured query needs them); the downgrade drops only marked ones. The earlier indexes stay:
+they serve ``created_at DESC`` (NULLs first), the order other clients of these tables ask for
+(PostgREST's and PostGraphile's ``created_at`` descending).
 
 Built ``CONCURRENTLY``, outside the revision's transaction: writers of a large table are not
 held up. A build that failed leaves an invalid index, dropped before the build is tried again.
