@@ -153,7 +153,7 @@ def engine_data(
     if hasattr(context, "generic_plans"):
         # statements by key only: PostgreSQL may skip planning them again (a custom plan
         # of a by-id read under row-level security cost it 4 to 6 times the execution)
-        context.generic_plans = plan.keyed or bool(__import__("os").environ.get("ALLGENERIC"))
+        context.generic_plans = plan.keyed
     run = Run(plan, context)
 
     async def execute() -> dict[str, Any] | None:

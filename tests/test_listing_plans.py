@@ -12,9 +12,10 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.graph.statements import StatementCapture
+from gateway.auth import viewer_from_header
+from gateway.db import StatementCounter, Viewer, begin_as
+from gateway.settings import Settings
 from tests.conftest import bearer
 from tests.factories import at, insert, make_project, make_user
 
@@ -58,17 +59,25 @@ async def researcher(owner: asyncpg.Connection) -> uuid.UUID:
     return user
 
 
-async def plan_of(owner: asyncpg.Connection, statement: str, args: tuple[object, ...]) -> str:
-    async with owner.transaction():
-        await owner.execute("SET LOCAL enable_sort = off")
+async def plan_of(
+    owner: asyncpg.Connection, viewer: Viewer, settings: Settings, statement: str,
+    args: tuple[object, ...],
+) -> str:
+    """The plan of ``statement`` as ``viewer`` runs it (row-level security's filters
+    included), sorting disabled."""
+    try:
+        await owner.execute(begin_as(viewer, settings) + "; SET LOCAL enable_sort = off")
         lines = await owner.fetch("EXPLAIN (COSTS OFF) " + statement, *args)
+    finally:
+        await owner.execute("ROLLBACK")
     return "\n".join(row[0] for row in lines)
 
 
 @pytest.mark.parametrize("listing", list(LISTINGS))
 async def test_a_newest_first_listing_is_read_in_index_order(
     client: httpx.AsyncClient,
-    engine: AsyncEngine,
+    statements: StatementCounter,
+    settings: Settings,
     owner: asyncpg.Connection,
     researcher: uuid.UUID,
     listing: str,
@@ -83,17 +92,17 @@ async def test_a_newest_first_listing_is_read_in_index_order(
         response = await client.post("/graphql", json={"query": first}, headers=headers)
         (edges,) = response.json()["data"].values()
         variables = {"after": edges["edges"][-1]["cursor"]}
-    captured = StatementCapture()
-    with captured.on(engine):
-        response = await client.post(
-            "/graphql", json={"query": LISTINGS[listing], "variables": variables}, headers=headers
-        )
+    statements.reset()
+    response = await client.post(
+        "/graphql", json={"query": LISTINGS[listing], "variables": variables}, headers=headers
+    )
     assert response.status_code == 200 and "errors" not in response.json(), response.text
     (page,) = response.json()["data"].values()
     assert len(page["edges"]) == 3
 
-    (statement, args) = captured.reads[0]
+    (statement, args) = statements.read_statements()[0]
     assert "created_at DESC NULLS LAST" in statement, statement
-    plan = await plan_of(owner, statement, args)
+    viewer = viewer_from_header(headers["Authorization"], settings)
+    plan = await plan_of(owner, viewer, settings, statement, args)
     assert not SORT_NODE.search(plan), plan
     assert "Index" in plan, plan

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,38 +63,6 @@ async def count_statements(ctx: Context, workloads: list[Workload], auth_url: UR
         await engine.dispose()
 
 
-class StatementCapture:
-    """The read statements an engine sends, with their positional arguments: those sent
-    through SQLAlchemy and those sent to the driver directly (the read engine's)."""
-
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, Sequence[Any]]] = []
-
-    @contextlib.contextmanager
-    def on(self, engine: Any) -> Iterator[None]:
-        from sqlalchemy import event
-
-        from gateway.db import SETUP_MARKER
-        from gateway.db.engine import driver_listeners
-
-        def heard(statement: str, args: Sequence[Any]) -> None:
-            if SETUP_MARKER not in statement:
-                self.reads.append((statement, tuple(args)))
-
-        def executed(_c: Any, _cursor: Any, statement: str, args: Any, *_: Any) -> None:
-            heard(statement, args)
-
-        self.reads.clear()
-        listeners = driver_listeners.setdefault(engine.sync_engine, [])
-        event.listen(engine.sync_engine, "before_cursor_execute", executed)
-        listeners.append(heard)
-        try:
-            yield
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", executed)
-            listeners.remove(heard)
-
-
 # Plan nodes worth a line in the summary: how each table is read.
 SCAN = re.compile(
     r"(Seq Scan|Parallel Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)"
@@ -125,23 +91,28 @@ async def explain_workloads(
     request's own viewer in a rolled-back transaction: how each table is read, and the
     execution time."""
     from gateway.auth import viewer_from_header
-    from gateway.db import begin_as, release_idle
+    from gateway.db import StatementCounter, begin_as, release_idle
     from gateway.db.connection import driver
 
-    viewer = viewer_from_header(headers["authorization"], settings)
-    captured = StatementCapture()
     for w in workloads:
         if w.key not in ("R1", "R2", "R4") or "gateway" not in w.requests:
             continue
-        with captured.on(engine):
-            await client.post("/graphql", content=w.requests["gateway"][0].body, headers=headers)
-        print(f"\nEXPLAIN {w.key}: {len(captured.reads)} read statement(s)")
+        request = w.requests["gateway"][0]
+        own = {**headers, **({"authorization": f"Bearer {request.token}"} if request.token else {})}
+        viewer = viewer_from_header(own["authorization"], settings)
+        captured = StatementCounter().attach(engine)
+        try:
+            await client.post(request.path, content=request.body, headers=own)
+        finally:
+            captured.detach(engine)
+        reads = captured.read_statements()
+        print(f"\nEXPLAIN {w.key}: {len(reads)} read statement(s)")
         await release_idle(engine)  # the request kept its connection: the pool's again
-        for statement, args in captured.reads:
+        for statement, args in reads:
             async with engine.connect() as conn:
                 raw = driver(conn)
-                await raw.execute(begin_as(viewer, settings))
                 try:
+                    await raw.execute(begin_as(viewer, settings))
                     explained = await raw.fetch(
                         "EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) " + statement, *args
                     )

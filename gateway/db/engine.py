@@ -99,12 +99,15 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 @dataclass
 class StatementCounter:
-    """Counts SQL statements sent through an engine; tests and the benchmark read it.
+    """Counts SQL statements sent through an engine, with their arguments; tests and the
+    benchmark read it.
 
     ``reads`` leaves out the per-transaction role/claims set-up statement.
     """
 
     statements: list[str] = field(default_factory=list)
+    # each statement's positional arguments, as the driver got them
+    arguments: list[tuple[Any, ...]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, engine: AsyncEngine) -> StatementCounter:
@@ -116,16 +119,20 @@ class StatementCounter:
         event.remove(engine.sync_engine, "before_cursor_execute", self._on_execute)
         driver_listeners.get(engine.sync_engine, []).remove(self._on_driver)
 
-    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self._on_driver(statement)
+    def _on_execute(
+        self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any
+    ) -> None:
+        self._on_driver(statement, parameters or ())
 
-    def _on_driver(self, statement: str, _args: Sequence[Any] = ()) -> None:
+    def _on_driver(self, statement: str, args: Sequence[Any] = ()) -> None:
         with self._lock:
             self.statements.append(statement)
+            self.arguments.append(tuple(args))
 
     def reset(self) -> None:
         with self._lock:
             self.statements.clear()
+            self.arguments.clear()
 
     @property
     def total(self) -> int:
@@ -134,6 +141,12 @@ class StatementCounter:
     @property
     def reads(self) -> int:
         return sum(1 for s in self.statements if SETUP_MARKER not in s)
+
+    def read_statements(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statements ``reads`` counts, each with its arguments."""
+        with self._lock:
+            pairs = list(zip(self.statements, self.arguments, strict=True))
+        return [(s, args) for s, args in pairs if SETUP_MARKER not in s]
 
 
 def pool_capacity(engine: AsyncEngine) -> int | None:

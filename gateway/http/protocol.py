@@ -179,6 +179,31 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         self.in_head, self.head_begun = True, False  # waiting for the next request's head
         super().on_message_complete()
 
+    # --- what the protocol writes or closes itself, after the response's held bytes ----------
+
+    def flush_response(self) -> None:
+        """Send what the current response holds (``WritesTogether``) before the protocol writes
+        to the connection or closes it itself: a HEAD response's head, a last streamed part."""
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, WritesTogether):
+            cycle.transport.flush()
+
+    def send_400_response(self, msg: str) -> None:
+        self.flush_response()
+        super().send_400_response(msg)
+
+    def handle_websocket_upgrade(self) -> None:
+        self.flush_response()
+        super().handle_websocket_upgrade()
+
+    def shutdown(self) -> None:
+        self.flush_response()
+        super().shutdown()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.flush_response()
+        super().timeout_keep_alive_handler()
+
     # --- the head's clock ----------------------------------------------------------------------
 
     def arm_head_timer(self) -> None:
@@ -191,6 +216,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
             self.head_timer = None
 
     def head_timed_out(self) -> None:
+        self.flush_response()
         self.head_timer = None
         if not self.in_head or self.refused or self.transport.is_closing():
             return
@@ -206,6 +232,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
     # --- refusing ------------------------------------------------------------------------------
 
     def refuse(self, status: int, reason: str) -> None:
+        self.flush_response()
         self.refused = True
         self.disarm_head_timer()
         client = "{}:{} - ".format(*self.client) if self.client else ""
@@ -239,7 +266,8 @@ class WritesTogether:
     it, two sends where one does: the app sends both in the same step. A write is held until
     the step ends (``call_soon``); one that follows it in that step goes out with it, in one
     ``writelines`` (a single ``writev`` under uvloop, no copy). A streamed response's later
-    parts are held no longer than the step that wrote them."""
+    parts are held no longer than the step that wrote them. The protocol sends what is held
+    before it writes to the connection or closes it itself (``flush_response``)."""
 
     __slots__ = ("flushing", "held", "loop", "transport")
 

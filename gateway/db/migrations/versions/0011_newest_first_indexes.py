@@ -9,9 +9,11 @@ not read a page from them and sorted every row of the listing for each page
 a million events, a scan of all of them). These give each listing its order, alone or after its
 equality filter (the owner, the source), so that a page reads its rows and stops.
 
-The new indexes carry the gateway's mark, on its own tables and on production's
-(``analytics.chat_events``, v1's ``research_history``) alike (DESIGN §2: more indexes where a
-measured query needs them); the downgrade drops only marked ones. The earlier indexes stay:
+Built on v2's tables (revision 0004 creates them outright), and on the others only where the
+gateway created them (they carry its mark), as every revision treats production's tables: a
+database that had ``research_history`` or ``analytics.chat_events`` before the gateway keeps
+them as they are (its operator may add the same indexes; the README lists them). Each index
+built carries the mark, and the downgrade drops only marked ones. The earlier indexes stay:
 they serve ``created_at DESC`` (NULLs first), the order other clients of these tables ask for
 (PostgREST's and PostGraphile's ``created_at`` descending).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.db.migrations.ddl import MARK, exists, scalar
+from gateway.db.migrations.ddl import MARK, exists, owned, scalar
 
 revision = "0011_newest_first_indexes"
 down_revision = "0010_event_function"
@@ -35,7 +37,7 @@ depends_on = None
 
 NEWEST = "created_at DESC NULLS LAST, id DESC"
 
-# (schema, table, index, its columns)
+# (schema, table, index, its columns); v2's tables are the gateway's whoever created them
 INDEXES = [
     ("public", "v2_projects", "idx_v2_projects_newest", NEWEST),
     ("analytics", "chat_events", "idx_chat_events_newest", NEWEST),
@@ -45,6 +47,12 @@ INDEXES = [
     ("public", "research_history", "idx_research_history_user_newest", f"user_id, {NEWEST}"),
     ("public", "v2_research_history", "idx_v2_research_user_newest", f"user_id, {NEWEST}"),
 ]
+
+
+def ours(schema: str, table: str) -> bool:
+    """Whether the gateway may index ``table``: one of v2's, or one it created."""
+    name = f"{schema}.{table}"
+    return exists(name) and (name.startswith("public.v2_") or owned(name))
 
 
 def index_state(schema: str, name: str) -> str | None:
@@ -57,34 +65,28 @@ def index_state(schema: str, name: str) -> str | None:
     return None if state is None else str(state)
 
 
-def marked(schema: str, name: str) -> bool:
-    return (
-        scalar("SELECT obj_description(to_regclass(:n), 'pg_class') = :m",
-               n=f"{schema}.{name}", m=MARK)
-        is True
-    )
-
-
-def build(schema: str, table: str, name: str, columns: str) -> None:
-    """``name`` on ``table``, built without holding up its writers (in autocommit)."""
+def build(schema: str, table: str, name: str, columns: str) -> bool:
+    """``name`` on ``table``, built without holding up its writers (in autocommit); False
+    when a valid index of that name was there already (not ours to mark)."""
     state = index_state(schema, name)
     if state == "valid":
-        return
+        return False
     with op.get_context().autocommit_block():
         if state == "invalid":
             op.execute(f"DROP INDEX CONCURRENTLY {schema}.{name}")
         op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {schema}.{table} ({columns})")
+    return True
 
 
 def upgrade() -> None:
     for schema, table, name, columns in INDEXES:
-        if exists(f"{schema}.{table}"):
-            build(schema, table, name, columns)
-            op.execute(f"COMMENT ON INDEX {schema}.{name} IS '{MARK}'")
+        if ours(schema, table):
+            if build(schema, table, name, columns):
+                op.execute(f"COMMENT ON INDEX {schema}.{name} IS '{MARK}'")
 
 
 def downgrade() -> None:
     for schema, _table, name, _columns in reversed(INDEXES):
-        if marked(schema, name):
+        if owned(f"{schema}.{name}"):
             with op.get_context().autocommit_block():
                 op.execute(f"DROP INDEX CONCURRENTLY {schema}.{name}")
