@@ -286,6 +286,33 @@ async def test_a_kept_connection_the_sweep_cannot_give_back_is_closed(
     assert "could not be given back" in caplog.text
 
 
+async def test_a_kept_connection_the_sweep_holds_when_cancelled_is_closed(
+    engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep cancelled while it ends a read (the event loop closing): the connection it
+    took out of the kept ones is closed, not left checked out for the collector to find."""
+    conn = await read_as(engine, Viewer.service(), settings)
+    raw = driver_of(conn)
+    holding = asyncio.Event()
+
+    async def held(conn: AsyncConnection, *, end: bool = True) -> bool:
+        holding.set()
+        await asyncio.sleep(30)
+        return True
+
+    monkeypatch.setattr(kept, "_ready", held)
+    swept = kept._idle_of(engine).of_loop()
+    async with asyncio.timeout(5):
+        await holding.wait()
+    sweeping = swept.sweeping
+    assert sweeping is not None and conn not in swept
+    sweeping.cancel()
+    await asyncio.wait([sweeping], timeout=5)
+    assert sweeping.cancelled()
+    assert raw.is_closed()
+    assert conn.sync_connection is None or conn.sync_connection.closed
+
+
 async def test_kept_connections_the_sweep_takes_while_the_engine_is_disposed_of_are_all_closed(
     engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

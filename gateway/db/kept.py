@@ -252,10 +252,15 @@ async def _sweep(kept: _Kept) -> None:
             try:
                 if await _ready(conn):
                     await give_back(conn)
-            except Exception:
-                log.warning("a kept connection could not be given back", exc_info=True)
+            except BaseException as exc:
+                # also cancelled (the loop closing): out of the list, it is closed here or
+                # left to the collector still checked out
+                if isinstance(exc, Exception):
+                    log.warning("a kept connection could not be given back", exc_info=True)
                 with contextlib.suppress(Exception):
-                    await discard(conn)  # never left to the collector, still checked out
+                    await discard(conn)
+                if not isinstance(exc, Exception):
+                    raise
     finally:
         kept.sweeping = None
         pending = [since for c in kept if (since := _unended_since(c)) is not None]
