@@ -168,6 +168,15 @@ class Context:
     async def finish(self, *, commit: bool) -> None:
         """Commit or roll back and return the connection to the pool; shielded so that a
         cancelled request still closes its transaction."""
+        if self._open_lock.locked():
+            # A sibling field is opening the transaction: wait for it even if the request is
+            # cancelled meanwhile, or the connection it opens would stay checked out, its
+            # turn at the pool never given back. (Uncontended, the lock is taken at once.)
+            await asyncio.shield(self._finish(commit))
+            return
+        await self._finish(commit)
+
+    async def _finish(self, commit: bool) -> None:
         async with self._open_lock:
             self._finished = True
             conn, db, self._conn, self._db = self._conn, self._db, None, None

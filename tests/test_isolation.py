@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import gateway.context as context_module
 from gateway.context import ConnectionGate, Context
 from gateway.db import StatementCounter, Viewer, create_engine, pooled, transactions
 from gateway.http.app import create_app
@@ -748,6 +749,40 @@ async def test_a_request_that_fails_to_open_its_transaction_gives_its_turn_back(
     db = await asyncio.wait_for(ctx.db(), 5)
     assert await db.scalar(text("SELECT current_user")) == "service_role"
     await ctx.finish(commit=True)
+
+
+async def test_a_request_cancelled_while_a_sibling_opens_its_transaction_gives_it_back(
+    one_connection: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request finishes (and is then cancelled) while one of its fields is still opening
+    the transaction: that transaction is closed once open, and its connection serves the next
+    request (one connection: one left checked out would block it for good)."""
+    ctx = Context(settings=settings, engine=one_connection, viewer=Viewer.service(),
+                  request_id="cancelled")
+    opening, go_on = asyncio.Event(), asyncio.Event()
+    open_transaction = transactions.open_transaction
+
+    async def slow_open(*args: Any, **kwargs: Any) -> Any:
+        opening.set()
+        await go_on.wait()
+        return await open_transaction(*args, **kwargs)
+
+    monkeypatch.setattr(context_module, "open_transaction", slow_open)
+    sibling = asyncio.create_task(ctx.db())
+    await asyncio.wait_for(opening.wait(), 5)
+    finishing = asyncio.create_task(ctx.finish(commit=True))
+    await asyncio.sleep(0.01)  # waiting for the sibling's open
+    finishing.cancel()
+    await asyncio.wait([finishing], timeout=5)
+    go_on.set()
+    await asyncio.wait([sibling], timeout=5)
+    monkeypatch.setattr(context_module, "open_transaction", open_transaction)
+
+    after = Context(settings=settings, engine=one_connection, viewer=Viewer.service(),
+                    request_id="after")
+    db = await asyncio.wait_for(after.db(), 5)
+    assert await db.scalar(text("SELECT current_user")) == "service_role"
+    await after.finish(commit=True)
 
 
 async def test_a_turn_not_given_within_the_pool_timeout_is_the_pool_error() -> None:
