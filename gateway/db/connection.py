@@ -93,6 +93,13 @@ class Db:
                     raise dbapi_error(self.conn, raw, query, exc) from exc
 
 
+    async def value(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The first column of ``sql``'s first row (None without a row), through ``fetch``: a
+        count or a flag without SQLAlchemy's statement work (~105 µs of CPU less a statement)."""
+        rows = await self.fetch(sql, params)
+        return rows[0][0] if rows else None
+
+
 # ``:name`` bind parameters as SQLAlchemy's ``text()`` reads them (not ``::type`` casts).
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 

@@ -71,11 +71,8 @@ async def page(
 
 async def count(db: Db, f: EventFilter) -> int:
     where, params = _where(f)
-    return int(
-        await db.scalar(
-            text(f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"), params
-        )
-    )
+    sql = f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"
+    return int(await db.value(sql, params))
 
 
 async def stats(db: Db, f: EventFilter, group_by: Sequence[str]) -> list[Row]:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import text
-
 from gateway.db import Db
 from gateway.store import Record
 from gateway.store.keyset import Keyset, newest_first_after
@@ -173,4 +171,4 @@ async def listing_rows(
 
 async def count(db: Db, f: ConversationFilter) -> int:
     sql, params = count_sql(f)
-    return int(await db.scalar(text(sql), params))
+    return int(await db.value(sql, params))

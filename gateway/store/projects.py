@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from gateway.db import Db
 from gateway.store import Record
 from gateway.store.keyset import Keyset, newest_first_after
@@ -48,4 +46,4 @@ async def page(
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
     where, params = _filter(status, starred)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return int(await db.scalar(text(f"SELECT count(*) FROM v2_projects {clause}"), params))
+    return int(await db.value(f"SELECT count(*) FROM v2_projects {clause}", params))

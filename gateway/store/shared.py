@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import text
-
 from gateway.db import Db
 from gateway.store import Record
 
@@ -29,7 +27,7 @@ async def cities_page(
 
 async def cities_count(db: Db, *, search: str | None) -> int:
     where, params = _city_filter(search)
-    return int(await db.scalar(text(f"SELECT count(*) FROM cities {_where(where)}"), params))
+    return int(await db.value(f"SELECT count(*) FROM cities {_where(where)}", params))
 
 
 def _city_filter(search: str | None) -> tuple[list[str], dict[str, object]]:
@@ -67,7 +65,7 @@ async def documents_page(
 
 async def documents_count(db: Db, *, city_id: UUID | None, zone_id: UUID | None) -> int:
     where, params = _document_filter(city_id, zone_id)
-    return int(await db.scalar(text(f"SELECT count(*) FROM documents {_where(where)}"), params))
+    return int(await db.value(f"SELECT count(*) FROM documents {_where(where)}", params))
 
 
 def _document_filter(
@@ -90,8 +88,8 @@ async def viewer_profile(db: Db, columns: str) -> Record | None:
 
 
 async def viewer_is_admin(db: Db) -> bool:
-    value = await db.scalar(
-        text("SELECT coalesce((SELECT is_admin FROM profiles WHERE id = auth.uid()), false)")
+    value = await db.value(
+        "SELECT coalesce((SELECT is_admin FROM profiles WHERE id = auth.uid()), false)"
     )
     return bool(value)
 
