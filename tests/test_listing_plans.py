@@ -106,3 +106,47 @@ async def test_a_newest_first_listing_is_read_in_index_order(
     plan = await plan_of(owner, viewer, settings, statement, args)
     assert not SORT_NODE.search(plan), plan
     assert "Index" in plan, plan
+    if "after" in listing and not listing.startswith("research"):
+        # at any depth: the cursor is where the index range starts, not a filter of every row
+        # before it (tests/test_listing_plans.py's deep pages)
+        assert "Index Cond: (ROW(" in plan, plan
+        assert "Filter" not in plan, plan
+
+
+PAGES = {
+    "projects": "query($after: String) { projects(first: 5, after: $after) "
+    "{ edges { cursor node { name } } pageInfo { hasNextPage } } }",
+    "chatEvents": "query($after: String) { chatEvents(first: 5, after: $after) "
+    "{ edges { cursor node { modelName } } pageInfo { hasNextPage } } }",
+}
+NAMES = {"projects": "name", "chatEvents": "modelName"}
+
+
+@pytest.mark.parametrize("listing", list(PAGES))
+async def test_pages_cover_the_listing_once_the_rows_without_an_instant_last(
+    client: httpx.AsyncClient, statements: StatementCounter, researcher: uuid.UUID,
+    listing: str,
+) -> None:
+    """Paged 5 at a time, 12 rows, the first created without an instant: each row once, newest
+    first, that one last. The page that reaches the rows without an instant reads them with a
+    second statement (they are a second range of the index)."""
+    headers = bearer(str(uuid.uuid4()), role="service_role")
+    seen: list[str] = []
+    reads: list[int] = []
+    after = None
+    while True:
+        statements.reset()
+        response = await client.post(
+            "/graphql", json={"query": PAGES[listing], "variables": {"after": after}},
+            headers=headers,
+        )
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+        page = response.json()["data"][listing]
+        reads.append(statements.reads)
+        seen += [edge["node"][NAMES[listing]] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["edges"][-1]["cursor"]
+    prefix = "Projet " if listing == "projects" else "m"
+    assert seen == [f"{prefix}{i}" for i in [*range(11, 0, -1), 0]]
+    assert reads == [1, 1, 2]

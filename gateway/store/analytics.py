@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from gateway.db import Db
 from gateway.store import Record, Row
-from gateway.store.keyset import Keyset, newest_first_after
+from gateway.store.keyset import Keyset, newest_first_page
 
 # groupBy value -> (SQL expression, output column)
 GROUPS = {
@@ -58,15 +58,14 @@ async def page(
 ) -> list[Record]:
     """Events newest first (``created_at`` desc, then id desc); ``columns`` over ``t``."""
     where, params = _where(f)
-    if after is not None:
-        predicate, keyset_params = newest_first_after(after, "created_at", "id")
-        where.append(predicate)
-        params.update(keyset_params)
-    sql = (
-        f"SELECT {columns} FROM analytics.chat_events t {_clause(where)} "
-        "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
-    )
-    return await db.fetch(sql, {**params, "limit": limit})
+
+    def statement(conditions: list[str]) -> str:
+        return (
+            f"SELECT {columns} FROM analytics.chat_events t {_clause(conditions)} "
+            "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
+        )
+
+    return await newest_first_page(db, statement, where, params, after, limit)
 
 
 async def count(db: Db, f: EventFilter) -> int:

@@ -3,8 +3,12 @@ first (``DESC NULLS LAST``) or oldest first (``ASC``, where NULLs also sort last
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
+
+from gateway.db import Db
+from gateway.store import Record
 
 Keyset = tuple[datetime | None, UUID]
 
@@ -35,3 +39,51 @@ def oldest_first_after(after: Keyset, column: str, id_column: str) -> tuple[str,
         f" OR {column} IS NULL)",
         {"after_at": at, "after_id": row_id},
     )
+
+
+def newest_first_parts(
+    after: Keyset | None, column: str, id_column: str
+) -> list[tuple[str | None, dict[str, object]]]:
+    """The rows after ``after`` in ``column DESC NULLS LAST, id_column DESC`` order as parts
+    read one after the other, each a range of the index in that order at any depth: the rows
+    with an instant before the cursor's (a row comparison), then those without one. One
+    predicate with ``OR column IS NULL`` is no index condition: a page that deep read every
+    row before it."""
+    if after is None:
+        return [(None, {})]
+    at, row_id = after
+    if at is None:
+        return [newest_first_after(after, column, id_column)]
+    return [
+        (
+            f"({column}, {id_column}) < "
+            "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))",
+            {"after_at": at, "after_id": row_id},
+        ),
+        (f"{column} IS NULL", {}),
+    ]
+
+
+async def newest_first_page(
+    db: Db,
+    statement: Callable[[list[str]], str],
+    where: list[str],
+    params: dict[str, object],
+    after: Keyset | None,
+    limit: int,
+    column: str = "t.created_at",
+    id_column: str = "t.id",
+) -> list[Record]:
+    """Up to ``limit`` rows after ``after``: ``statement(conditions)`` (its ``LIMIT :limit``
+    ordered ``column DESC NULLS LAST, id_column DESC``) for each part of
+    ``newest_first_parts``, the next only when a page is not full (the rows without an instant
+    come last)."""
+    rows: list[Record] = []
+    for predicate, keyset_params in newest_first_parts(after, column, id_column):
+        conditions = where if predicate is None else [*where, predicate]
+        rows += await db.fetch(
+            statement(conditions), {**params, **keyset_params, "limit": limit - len(rows)}
+        )
+        if len(rows) >= limit:
+            break
+    return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.db import Db
 from gateway.store import Record
-from gateway.store.keyset import Keyset, newest_first_after
+from gateway.store.keyset import Keyset, newest_first_page
 
 
 def _filter(status: str | None, starred: bool | None) -> tuple[list[str], dict[str, object]]:
@@ -31,16 +31,15 @@ async def page(
     """Visible projects, newest first (``created_at`` desc, then id desc); ``columns`` over
     the alias ``t``."""
     where, params = _filter(status, starred)
-    if after is not None:
-        predicate, keyset_params = newest_first_after(after, "created_at", "id")
-        where.append(predicate)
-        params.update(keyset_params)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    sql = (
-        f"SELECT {columns} FROM v2_projects t {clause} "
-        "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
-    )
-    return await db.fetch(sql, {**params, "limit": limit})
+
+    def statement(conditions: list[str]) -> str:
+        clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        return (
+            f"SELECT {columns} FROM v2_projects t {clause} "
+            "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
+        )
+
+    return await newest_first_page(db, statement, where, params, after, limit)
 
 
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
