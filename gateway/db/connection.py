@@ -92,7 +92,6 @@ class Db:
                 except Exception as exc:
                     raise dbapi_error(self.conn, raw, query, exc) from exc
 
-
     async def value(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of ``sql``'s first row (None without a row), through ``fetch``: a
         count or a flag without SQLAlchemy's statement work (~105 µs of CPU less a statement)."""

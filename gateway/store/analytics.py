@@ -58,14 +58,8 @@ async def page(
 ) -> list[Record]:
     """Events newest first (``created_at`` desc, then id desc); ``columns`` over ``t``."""
     where, params = _where(f)
-
-    def statement(conditions: list[str]) -> str:
-        return (
-            f"SELECT {columns} FROM analytics.chat_events t {_clause(conditions)} "
-            "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
-        )
-
-    return await newest_first_page(db, statement, where, params, after, limit)
+    source = f"SELECT {columns} FROM analytics.chat_events t"
+    return await newest_first_page(db, source, where, params, after, limit)
 
 
 async def count(db: Db, f: EventFilter) -> int:

@@ -3,7 +3,6 @@ first (``DESC NULLS LAST``) or oldest first (``ASC``, where NULLs also sort last
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -66,7 +65,7 @@ def newest_first_parts(
 
 async def newest_first_page(
     db: Db,
-    statement: Callable[[list[str]], str],
+    source: str,
     where: list[str],
     params: dict[str, object],
     after: Keyset | None,
@@ -74,15 +73,17 @@ async def newest_first_page(
     column: str = "t.created_at",
     id_column: str = "t.id",
 ) -> list[Record]:
-    """Up to ``limit`` rows after ``after``: ``statement(conditions)`` (its ``LIMIT :limit``
-    ordered ``column DESC NULLS LAST, id_column DESC``) for each part of
-    ``newest_first_parts``, the next only when a page is not full (the rows without an instant
-    come last)."""
+    """Up to ``limit`` rows of ``source`` (``SELECT … FROM table t``) matching ``where``, after
+    ``after`` in ``column DESC NULLS LAST, id_column DESC`` order: a statement for each part
+    of ``newest_first_parts``, the next only when a page is not full (the rows without an
+    instant come last)."""
+    order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC LIMIT :limit"
     rows: list[Record] = []
     for predicate, keyset_params in newest_first_parts(after, column, id_column):
         conditions = where if predicate is None else [*where, predicate]
+        clause = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows += await db.fetch(
-            statement(conditions), {**params, **keyset_params, "limit": limit - len(rows)}
+            f"{source} {clause}{order}", {**params, **keyset_params, "limit": limit - len(rows)}
         )
         if len(rows) >= limit:
             break

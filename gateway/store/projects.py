@@ -31,15 +31,8 @@ async def page(
     """Visible projects, newest first (``created_at`` desc, then id desc); ``columns`` over
     the alias ``t``."""
     where, params = _filter(status, starred)
-
-    def statement(conditions: list[str]) -> str:
-        clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        return (
-            f"SELECT {columns} FROM v2_projects t {clause} "
-            "ORDER BY t.created_at DESC NULLS LAST, t.id DESC LIMIT :limit"
-        )
-
-    return await newest_first_page(db, statement, where, params, after, limit)
+    source = f"SELECT {columns} FROM v2_projects t"
+    return await newest_first_page(db, source, where, params, after, limit)
 
 
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
