@@ -283,18 +283,26 @@ def test_a_response_is_written_in_one_send(gateway: Gateway) -> None:
         assert (write_syscalls(gateway.pid) - before) / 50 < 2.5
 
 
+def read_heads(sock: socket.socket, count: int = 1) -> bytes:
+    """What arrives until ``count`` heads have ended (responses without a body: HEAD's, an
+    interim 100), or the connection closes."""
+    data = b""
+    while data.count(b"\r\n\r\n") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def test_a_head_response_arrives_before_the_next_answer(gateway: Gateway) -> None:
     """A HEAD response is a head alone, the write held to go out with a body that never
     comes: it is sent, and before the answer to the request after it (a refusal included)."""
     head_request = head([], target=b"/healthz", method=b"HEAD")
     with gateway.connect() as sock:
         sock.sendall(head_request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, data
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 200 ")
+        data = read_heads(sock)
+        assert data.startswith(b"HTTP/1.1 200 "), data
         sock.sendall(post())
         status, _headers, body = read_response(sock)
         assert status == 200, body
@@ -302,12 +310,7 @@ def test_a_head_response_arrives_before_the_next_answer(gateway: Gateway) -> Non
         # pipelined: the HEAD's answer, then the refusal of a head over the bound
         huge = head([b"X-Huge: " + b"h" * (MB // 2)])
         sock.sendall(head_request + huge)
-        data = b""
-        while data.count(b"\r\n\r\n") < 2:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_heads(sock, 2)
         assert data.startswith(b"HTTP/1.1 200 "), data[:200]
         assert b"HTTP/1.1 431 " in data.split(b"\r\n\r\n", 1)[1], data[:400]
 
@@ -323,11 +326,7 @@ def test_a_response_then_its_close_and_a_continue_then_its_response(gateway: Gat
         assert closed(sock, 5)
     with gateway.connect() as sock:
         sock.sendall(head(post_fields([b"Expect: 100-continue"])))
-        interim = b""
-        while b"\r\n\r\n" not in interim:
-            chunk = sock.recv(65536)
-            assert chunk, interim
-            interim += chunk
+        interim = read_heads(sock)
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
         _unread[sock] = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
         sock.sendall(QUERY)
