@@ -1,7 +1,7 @@
 """The graph under load, side by side with the raw-SQL limit and PostGraphile 5 (issue 6).
 
     python -m bench.graph [--scale-conversations 20000] [--messages 10] [--events 1000000]
-                          [--duration 15] [--connections 16] [--workers 1]
+                          [--duration 15] [--rounds 1] [--connections 16] [--workers 1]
                           [--skip-postgraphile] [--profile 200]
                           [--database-url postgresql://owner:pw@127.0.0.1:5432/db]
 
@@ -26,7 +26,8 @@ One run, one machine, every figure side by side:
    a bounded time, after a short warm-up; server CPU from ``/proc/<pid>/stat`` (utime+stime,
    the server's processes and, separately, Postgres': the postmaster and its children, "n/a"
    for an external server whose processes this machine cannot see) and RSS from
-   ``/proc/<pid>/status``;
+   ``/proc/<pid>/status``; with ``--rounds N``, N rounds of each read workload, the servers
+   alternating, each server's median round reported;
 5. optionally, a pyinstrument profile of R1 run in-process (``--profile N`` requests).
 
 Workloads: R1 the first 50 v2 conversations with project, city and first 10 messages;

@@ -25,7 +25,7 @@ from bench.graph.data import (
     inspect_database,
 )
 from bench.graph.harness import Harness, run_harnessed
-from bench.graph.measure import Point, measure
+from bench.graph.measure import Point, measure, median_round, round_order
 from bench.graph.profile import profile_workload, py_spy_gateway
 from bench.graph.report import print_results
 from bench.graph.servers import (
@@ -114,10 +114,17 @@ async def run(args: argparse.Namespace, db: Database, procs: Processes, tmp: Pat
         if deferred and w is deferred[0]:
             await count_statements(ctx, deferred, auth_url)
             check_answers(ctx, deferred)
-        points = []
-        for name in ctx.servers:
-            if name in w.requests:
-                points.append(measure(ctx, w, ctx.servers[name]))
+        names = [name for name in ctx.servers if name in w.requests]
+        # Writes are measured once: each round would write again (R7 migrates a conversation
+        # per request and would run out of them).
+        rounds = 1 if w.deferred else args.rounds
+        measured: dict[str, list[Point]] = {name: [] for name in names}
+        for r in range(rounds):
+            for name in round_order(names, r):
+                measured[name].append(measure(ctx, w, ctx.servers[name]))
+        points = [
+            measured[name][0] if rounds == 1 else median_round(measured[name]) for name in names
+        ]
         results.append((w, points))
     notes: dict[str, list[str]] = {}
     written = [c for w in deferred for c in w.writes]
@@ -157,6 +164,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=10, help="messages per conversation")
     parser.add_argument("--events", type=int, default=1_000_000, help="analytics events (R4)")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per point")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure each read workload this many times on each server, the servers "
+        "alternating within a workload, and report each server's median round (req/s): a "
+        "neighbour's load on a shared machine then weighs on every server alike",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--pool-size", type=int, default=0,
@@ -179,6 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=WORKLOAD_KEYS,
                         help="workloads to profile (default R1; R2 gets N/20 requests)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.scale_conversations < 50:
         parser.error("--scale-conversations must be at least 50 (R1 reads 50)")
     if args.database_url is not None:

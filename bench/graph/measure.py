@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.graph.context import Context
@@ -164,6 +164,27 @@ class Point:
     # RSS growth of the largest worker: at the end of the run minus a tenth into it
     rss_growth_mb: float = 0.0
     rss_trace: list[float] = field(default_factory=list)  # at each tenth of the run
+    # with --rounds: the req/s of each round of this server, in the order they ran
+    rounds: list[float] = field(default_factory=list)
+
+
+def round_order(servers: list[str], round_index: int) -> list[str]:
+    """The order the servers are measured in, in round ``round_index``: each round starts
+    one server later, so that none always runs first (after the previous workload) or
+    always last."""
+    if not servers:
+        return []
+    shift = round_index % len(servers)
+    return servers[shift:] + servers[:shift]
+
+
+def median_round(points: list[Point]) -> Point:
+    """Of one server's rounds, the one with the median req/s (the lower of the two middle
+    ones for an even count), reported whole: its latency, CPU and memory were measured
+    together. ``rounds`` keeps every round's req/s."""
+    ranked = sorted(points, key=lambda p: p.wrk.rps)
+    chosen = ranked[(len(ranked) - 1) // 2]
+    return replace(chosen, rounds=[p.wrk.rps for p in points])
 
 
 def measure(ctx: Context, workload: Workload, server: Server) -> Point:

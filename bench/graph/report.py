@@ -32,6 +32,9 @@ def print_table(
             f"{p.statements:<26}{p.cpu_ms:11.2f}{pg_cpu:>10}{p.rss_mb:8.0f}"
             f"{p.hwm_mb:8.0f}{p.rss_growth_mb:+8.1f}{ratio:>10}"
         )
+        if len(p.rounds) > 1:
+            each = ", ".join(f"{rps:.1f}" for rps in p.rounds)
+            print(f"      req/s of each round, in order: {each} (the median one above)")
         if len(p.rss_trace) == 10 and w.seconds >= 60:
             trace = " ".join(f"{mb:.0f}" for mb in p.rss_trace)
             print(f"      RSS MB at each tenth of the run: {trace}")
@@ -82,9 +85,15 @@ def print_results(
         if pg_visible
         else "PG: n/a, the database server's processes are not visible from this machine"
     )
+    rounds = (
+        f", read workloads {args.rounds} rounds per server, the servers alternating: each "
+        f"server's median round"
+        if args.rounds > 1
+        else ""
+    )
     print(
         f"\nResults: wrk, {args.connections} connections, {args.duration:g}s per point after "
-        f"a warm-up; CPU = utime+stime of the server's processes ({pg}) per "
+        f"a warm-up{rounds}; CPU = utime+stime of the server's processes ({pg}) per "
         f"request; RSS = the largest worker after the run, growth = its RSS at the end minus "
         f"a tenth into the run; ratios are req/s"
     )
