@@ -7,6 +7,8 @@ import pytest
 
 from bench.graph.cli import parse_args
 from bench.graph.measure import Point, WrkResult, median_round, round_order
+from bench.graph.workloads import build_workloads
+from bench.graph_data import Scale
 
 
 def point(rps: float, p99_ms: float, cpu_ms: float) -> Point:
@@ -59,3 +61,10 @@ def test_rounds_default_to_one_and_refuse_zero() -> None:
     with pytest.raises(SystemExit) as refused:
         parse_args(["--rounds", "0"])
     assert refused.value.code == 2
+
+
+def test_the_writes_are_measured_once() -> None:
+    """A second round of R7 would migrate conversations already migrated: other work."""
+    workloads = build_workloads(Scale(conversations=60, messages=2, events=10), False, str)
+    writes = {w.key for w in workloads if w.writes_data}
+    assert writes == {"R7", "R8", "R8-hot"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
@@ -17,7 +18,14 @@ from gateway.auth import viewer_from_header
 from gateway.db import StatementCounter, Viewer, begin_as
 from gateway.settings import Settings
 from tests.conftest import bearer
-from tests.factories import at, insert, make_project, make_user
+from tests.factories import (
+    at,
+    insert,
+    make_project,
+    make_user,
+    make_v1_conversation,
+    make_v2_conversation,
+)
 
 LISTINGS = {
     "projects": "{ projects(first: 3) { edges { cursor node { name } } } }",
@@ -31,6 +39,10 @@ LISTINGS = {
     "research of both stores": "{ researchHistory(first: 3) { edges { cursor node { source } } } }",
     "research of both stores after a cursor": "query($after: String) { researchHistory("
     "first: 3, after: $after) { edges { node { source } } } }",
+    "conversations of both stores": "{ conversations(first: 3, filter: {includeMigrated: true}) "
+    "{ edges { cursor node { source } } } }",
+    "conversations of both stores after a cursor": "query($after: String) { conversations("
+    "first: 3, after: $after, filter: {includeMigrated: true}) { edges { node { source } } } }",
 }
 
 
@@ -47,14 +59,19 @@ async def researcher(owner: asyncpg.Connection) -> uuid.UUID:
         for table in ("research_history", "v2_research_history"):
             await insert(owner, table, user_id=user, address_input=f"{i} rue Kervégan",
                          created_at=None if i == 0 else at(i))
-        await make_project(owner, user, name=f"Projet {i}", created_at=None if i == 0 else at(i))
+        project = await make_project(
+            owner, user, name=f"Projet {i}", created_at=None if i == 0 else at(i)
+        )
+        last = None if i == 0 else i
+        await make_v1_conversation(owner, user, last=last)
+        await make_v2_conversation(owner, user, project_id=project, last=last)
         await insert(
             owner, "analytics.chat_events", user_id=user, model_name=f"m{i}",
             metadata={"source": "v1" if i % 2 else "v2"}, created_at=None if i == 0 else at(i),
         )
     await owner.execute(
         "ANALYZE v2_projects; ANALYZE analytics.chat_events; ANALYZE research_history; "
-        "ANALYZE v2_research_history"
+        "ANALYZE v2_research_history; ANALYZE chat_conversations; ANALYZE v2_conversations"
     )
     return user
 
@@ -101,16 +118,20 @@ async def test_a_newest_first_listing_is_read_in_index_order(
     assert len(page["edges"]) == 3
 
     (statement, args) = statements.read_statements()[0]
-    assert "created_at DESC NULLS LAST" in statement, statement
+    assert "DESC NULLS LAST" in statement, statement
     viewer = viewer_from_header(headers["Authorization"], settings)
     plan = await plan_of(owner, viewer, settings, statement, args)
     assert not SORT_NODE.search(plan), plan
     assert "Index" in plan, plan
-    if "after" in listing and not listing.startswith("research"):
+    if "after" in listing:
         # at any depth: the cursor is where the index range starts, not a filter of every row
-        # before it (tests/test_listing_plans.py's deep pages)
-        assert "Index Cond: (ROW(" in plan, plan
-        assert "Filter" not in plan, plan
+        # before it (the deep pages below)
+        assert re.search(r"Index Cond: .*ROW\(", plan), plan
+        instant = "last_message_at" if "conversations" in listing else "created_at"
+        filters = [line for line in plan.splitlines() if "Filter:" in line]
+        assert not [f for f in filters if instant in f or "ROW(" in f], plan  # (RLS's may be)
+        if "both stores" in listing:  # the rows without an instant: a range of the statement
+            assert re.search(rf"Index Cond: .*\({instant} IS NULL\)", plan), plan
 
 
 PAGES = {
@@ -150,3 +171,45 @@ async def test_pages_cover_the_listing_once_the_rows_without_an_instant_last(
     prefix = "Projet " if listing == "projects" else "m"
     assert seen == [f"{prefix}{i}" for i in [*range(11, 0, -1), 0]]
     assert reads == [1, 1, 2]
+
+
+UNIFIED = {
+    "conversations": "query($after: String, $first: Int) { conversations(first: $first, "
+    "after: $after) { edges { cursor node { id lastMessageAt } } pageInfo { hasNextPage } } }",
+    "researchHistory": "query($after: String, $first: Int) { researchHistory(first: $first, "
+    "after: $after) { edges { cursor node { id createdAt } } pageInfo { hasNextPage } } }",
+}
+
+
+@pytest.mark.parametrize("listing", list(UNIFIED))
+async def test_pages_of_both_stores_cover_the_listing_once(
+    client: httpx.AsyncClient, researcher: uuid.UUID, listing: str
+) -> None:
+    """The listings of both stores paged 5 at a time, each store's rows read as index ranges
+    after the cursor: the pages put together are the whole listing read as one page, and
+    the rows without an instant (one per store) come last."""
+    headers = bearer(str(researcher))
+
+    async def page(first: int, after: str | None) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql",
+            json={"query": UNIFIED[listing], "variables": {"first": first, "after": after}},
+            headers=headers,
+        )
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+        return response.json()["data"][listing]  # type: ignore[no-any-return]
+
+    whole = [edge["node"] for edge in (await page(100, None))["edges"]]
+    assert len(whole) == 24
+    instant = "lastMessageAt" if listing == "conversations" else "createdAt"
+    assert [node[instant] for node in whole[-2:]] == [None, None]
+    assert all(node[instant] is not None for node in whole[:-2])
+    paged: list[dict[str, Any]] = []
+    after = None
+    while True:
+        current = await page(5, after)
+        paged += [edge["node"] for edge in current["edges"]]
+        if not current["pageInfo"]["hasNextPage"]:
+            break
+        after = current["edges"][-1]["cursor"]
+    assert paged == whole

@@ -115,9 +115,7 @@ async def run(args: argparse.Namespace, db: Database, procs: Processes, tmp: Pat
             await count_statements(ctx, deferred, auth_url)
             check_answers(ctx, deferred)
         names = [name for name in ctx.servers if name in w.requests]
-        # Writes are measured once: each round would write again (R7 migrates a conversation
-        # per request and would run out of them).
-        rounds = 1 if w.deferred else args.rounds
+        rounds = 1 if w.writes_data else args.rounds
         measured: dict[str, list[Point]] = {name: [] for name in names}
         for r in range(rounds):
             for name in round_order(names, r):

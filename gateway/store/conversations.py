@@ -15,7 +15,7 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Record
-from gateway.store.keyset import Keyset, newest_first_after
+from gateway.store.keyset import Keyset, newest_first_clauses
 
 
 def order_by(alias: str | None = None) -> str:
@@ -79,26 +79,17 @@ def _conditions(source: str, f: ConversationFilter) -> tuple[list[str], dict[str
     return where, params
 
 
-def _keyset(after: Keyset | None) -> tuple[str | None, dict[str, object]]:
-    if after is None:
-        return None, {}
-    return newest_first_after(after, "c.last_message_at", "c.id")
-
-
-def _halves(
-    f: ConversationFilter, extra: str | None = None
-) -> tuple[list[tuple[str, str]], dict[str, object]]:
-    halves: list[tuple[str, str]] = []
+def _halves(f: ConversationFilter) -> tuple[list[tuple[str, list[str]]], dict[str, object]]:
+    """Each store the filter reads, with its conditions; their parameters."""
+    halves: list[tuple[str, list[str]]] = []
     params: dict[str, object] = {}
     for source in ("v1", "v2"):
         built = _conditions(source, f)
         if built is None:
             continue
         where, p = built
-        if extra:
-            where = [*where, extra]
         params.update(p)
-        halves.append((source, f"WHERE {' AND '.join(where)}" if where else ""))
+        halves.append((source, where))
     return halves, params
 
 
@@ -107,18 +98,22 @@ def listing_sql(
 ) -> tuple[str, dict[str, object]] | None:
     """The listing's keys (``source``, ``id``, ``last_message_at``) in ``ORDER``: the rows
     themselves are read by id, with what the query selects of each store's type. None when
-    the filter excludes both stores."""
-    keyset, kparams = _keyset(after)
-    halves, params = _halves(f, keyset)
+    the filter excludes both stores. After a cursor, each store is read as its index's ranges
+    (``newest_first_clauses``): a deep page starts where the cursor is."""
+    halves, params = _halves(f)
     if not halves:
         return None
-    parts = [
-        f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {TABLES[s]} c {where} "
-        f"{ORDER} LIMIT :limit)"
-        for s, where in halves
-    ]
+    parts = []
+    for s, where in halves:
+        clauses, kparams = newest_first_clauses(where, after, "c.last_message_at", "c.id")
+        params.update(kparams)
+        parts += [
+            f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {TABLES[s]} c {clause} "
+            f"{ORDER} LIMIT :limit)"
+            for clause in clauses
+        ]
     sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
-    return sql, {**params, **kparams, "limit": limit}
+    return sql, {**params, "limit": limit}
 
 
 def sources(f: ConversationFilter) -> list[str]:
@@ -149,7 +144,10 @@ def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
     halves, params = _halves(f)
     if not halves:
         return "SELECT 0", {}
-    parts = [f"(SELECT count(*) FROM {TABLES[s]} c {where})" for s, where in halves]
+    parts = [
+        f"(SELECT count(*) FROM {TABLES[s]} c {'WHERE ' + ' AND '.join(where) if where else ''})"
+        for s, where in halves
+    ]
     return f"SELECT ({' + '.join(parts)})::int", params
 
 

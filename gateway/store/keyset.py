@@ -63,6 +63,22 @@ def newest_first_parts(
     ]
 
 
+def newest_first_clauses(
+    where: list[str], after: Keyset | None, column: str, id_column: str
+) -> tuple[list[str], dict[str, object]]:
+    """The ``WHERE`` clause ("" for none) of each part of ``newest_first_parts``: ``where``
+    and the part's range, and the parameters of them all. A listing of several stores reads
+    each store's parts in one statement, as sub-selects joined by ``UNION ALL`` under the
+    listing's order and limit: every part a range of the index, at any depth."""
+    clauses: list[str] = []
+    params: dict[str, object] = {}
+    for predicate, part_params in newest_first_parts(after, column, id_column):
+        conditions = where if predicate is None else [*where, predicate]
+        clauses.append(f"WHERE {' AND '.join(conditions)}" if conditions else "")
+        params.update(part_params)
+    return clauses, params
+
+
 async def newest_first_page(
     db: Db,
     source: str,
@@ -78,12 +94,11 @@ async def newest_first_page(
     of ``newest_first_parts``, the next only when a page is not full (the rows without an
     instant come last)."""
     order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC LIMIT :limit"
+    clauses, keyset_params = newest_first_clauses(where, after, column, id_column)
     rows: list[Record] = []
-    for predicate, keyset_params in newest_first_parts(after, column, id_column):
-        conditions = where if predicate is None else [*where, predicate]
-        clause = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    for clause in clauses:
         rows += await db.fetch(
-            f"{source} {clause}{order}", {**params, **keyset_params, "limit": limit - len(rows)}
+            f"{source} {clause} {order}", {**params, **keyset_params, "limit": limit - len(rows)}
         )
         if len(rows) >= limit:
             break

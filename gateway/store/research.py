@@ -8,7 +8,7 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Record
-from gateway.store.keyset import Keyset, newest_first_after
+from gateway.store.keyset import Keyset, newest_first_clauses
 
 TABLES = {"v1": "research_history", "v2": "v2_research_history"}
 ORDER = "ORDER BY created_at DESC NULLS LAST, id DESC"
@@ -18,22 +18,21 @@ async def listing(
     db: Db, *, user_id: UUID | None, source: str | None, after: Keyset | None, limit: int
 ) -> list[Record]:
     """The keys (``source``, ``id``, ``created_at``) of ``user_id``'s research (everyone's the
-    viewer can see when None), in ``ORDER``: one UNION ALL of two index-ordered halves."""
+    viewer can see when None), in ``ORDER``: one UNION ALL of each store's index ranges
+    (``newest_first_clauses``)."""
     where: list[str] = []
     params: dict[str, object] = {"limit": limit}
     if user_id is not None:
         where.append("r.user_id = CAST(:user_id AS uuid)")
         params["user_id"] = user_id
-    if after is not None:
-        predicate, keyset = newest_first_after(after, "r.created_at", "r.id")
-        where.append(predicate)
-        params.update(keyset)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clauses, keyset = newest_first_clauses(where, after, "r.created_at", "r.id")
+    params.update(keyset)
     parts = [
         f"(SELECT '{s}' AS source, r.id, r.created_at FROM {table} r {clause} {ORDER} "
         "LIMIT :limit)"
         for s, table in TABLES.items()
         if source in (None, s)
+        for clause in clauses
     ]
     sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
     return await db.fetch(sql, params)
