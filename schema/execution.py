@@ -151,9 +151,10 @@ def engine_data(
         errors.append(located_error(refused.error, list(refused.nodes), refused.path))
         return refused_data(root_type, fields)
     if hasattr(context, "generic_plans"):
-        # statements by key only: PostgreSQL may skip planning them again (a custom plan
-        # of a by-id read under row-level security cost it 4 to 6 times the execution)
-        context.generic_plans = plan.keyed
+        # statements by key (or without parameters) only: PostgreSQL may skip planning them
+        # again (a custom plan of a by-id read under row-level security cost it 4 to 6 times
+        # the execution)
+        context.generic_plans = plan.generic_plans
     run = Run(plan, context)
 
     async def execute() -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.graph import R1  # the benchmark's R1 shape
-from gateway.db import SETUP_MARKER, StatementCounter
+from gateway.db import SETUP_MARKER, StatementCounter, Viewer, begin_as
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.store import select
@@ -1058,29 +1058,79 @@ async def test_a_node_querys_plan_is_reused_for_other_ids_of_the_same_types(
     assert codes(refused) == ["BAD_USER_INPUT"]
 
 
-async def test_operations_by_key_take_generic_plans_and_listings_do_not(
+async def test_operations_by_key_or_without_parameters_take_generic_plans(
     plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
     statements: StatementCounter,
 ) -> None:
-    """A transaction whose statements all go by key asks PostgreSQL for generic plans (its
-    custom plans cost more to make than to run); one with a root listing or statistics keeps
-    the server's choice. (The corpus above checks the answers of both kinds.)"""
+    """A transaction whose statements all go by key, or are root listings without a filter
+    value or a cursor (their page size written into the statement), asks PostgreSQL for
+    generic plans (its custom plans cost more to make than to run); one with statistics, or a
+    listing with a filter value or a cursor, keeps the server's choice. (The corpus above
+    checks the answers of every kind.)"""
     conversation = await owner.fetchval("SELECT id FROM v2_conversations LIMIT 1")
     by_key = (
         "query K($id: ID!) { node(id: $id) { id ... on V2Conversation { title messages(first: 2)"
         " { totalCount edges { node { text } } } } } viewer { id } }"
     )
-    listing = "{ conversations(first: 2) { edges { node { id } } } }"
+    listing = (
+        "query L($after: String, $filter: ConversationFilter) { conversations(first: 2, "
+        "after: $after, filter: $filter) { totalCount edges { cursor node { id } } } }"
+    )
+    first_page = ok(await gql(plans, listing, None, user=data["admin"]))
+    cursor = first_page["conversations"]["edges"][-1]["cursor"]
+    owner_filter = {"ownerId": gid("Profile", data["user"])}
     stats = "{ chatEventStats(groupBy: [SOURCE]) { source events } }"
+    projects = "{ projects(first: 2) { totalCount edges { node { name } } } }"
     for query, variables, generic in (
         (by_key, {"id": gid("V2Conversation", conversation)}, True),
-        (listing, None, False),
+        (listing, None, True),
+        (listing, {"filter": {"source": "V2", "includeMigrated": True}}, True),
+        (listing, {"after": cursor}, False),
+        (listing, {"filter": owner_filter}, False),
+        (projects, None, True),
         (stats, None, False),
     ):
         statements.reset()
         ok(await gql(plans, query, variables, user=data["admin"]))
         (setup,) = [s for s in statements.statements if SETUP_MARKER in s]
-        assert ("force_generic_plan" in setup) is generic, setup
+        assert ("force_generic_plan" in setup) is generic, (query, variables, setup)
+        if generic:  # every statement of it by key, or without parameters
+            for statement, args in statements.read_statements():
+                assert args or "$" not in statement, statement
+
+
+async def test_a_listing_without_parameters_plans_its_page_size(
+    plans: httpx.AsyncClient, data: dict[str, uuid.UUID], owner: asyncpg.Connection,
+    statements: StatementCounter, settings: Settings,
+) -> None:
+    """The first page of conversations, in a transaction of generic plans, is planned for
+    its page: the rows of the page joined by their key, not a join over every conversation
+    (as a generic plan of ``LIMIT $1`` guessed a tenth of the table)."""
+    await owner.execute(
+        "INSERT INTO v2_conversations (user_id, project_id, title, last_message_at) "
+        "SELECT c.user_id, c.project_id, 'Plus', now() - g * interval '1 minute' "
+        "FROM (SELECT * FROM v2_conversations LIMIT 1) c, generate_series(1, 2000) g; "
+        "ANALYZE v2_conversations; ANALYZE chat_conversations"
+    )
+    for source in ("V2", None):
+        statements.reset()
+        variables = {"filter": {"source": source}} if source else None
+        query = (
+            "query L($filter: ConversationFilter) { conversations(first: 3, filter: $filter) "
+            "{ edges { node { id title } } } }"
+        )
+        ok(await gql(plans, query, variables, user=data["admin"]))
+        statement, args = statements.read_statements()[0]
+        assert args == () and "LIMIT 3" in statement, statement
+        viewer = Viewer.service()
+        try:
+            await owner.execute(begin_as(viewer, settings, generic_plans=True))
+            plan = "\n".join(
+                r[0] for r in await owner.fetch("EXPLAIN (COSTS OFF) " + statement)
+            )
+        finally:
+            await owner.execute("ROLLBACK")
+        assert "Seq Scan" not in plan and "Hash" not in plan, plan
 
 
 async def test_a_reply_to_a_message_of_the_same_page_costs_no_statement(

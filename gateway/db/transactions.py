@@ -98,9 +98,10 @@ def literal(value: str) -> str:
 # PostgreSQL plans a prepared statement again for every execution while that custom plan looks
 # cheaper than its generic one, as it does for ``id = ANY($1)``; under row-level security the
 # planning is most of the work (a by-id read: 0.15 ms of server CPU, 0.03 ms with its generic
-# plan; a post's payload 0.45 ms, 0.08 ms). A transaction whose statements all go by key
-# (``OperationPlan.keyed``) takes generic plans; listings and statistics, whose filters and page
-# sizes decide their plan, keep the server's choice.
+# plan; a post's payload 0.45 ms, 0.08 ms). A transaction whose statements all go by key or
+# carry no parameter (``OperationPlan.generic_plans``) takes generic plans; statistics and
+# listings with a filter value or a cursor, whose values decide their plan, keep the server's
+# choice.
 GENERIC_PLANS = "; SET LOCAL plan_cache_mode = force_generic_plan"
 
 

@@ -62,6 +62,11 @@ async def page(
     return await newest_first_page(db, source, where, params, after, limit)
 
 
+def parameterless(f: EventFilter, after: Keyset | None) -> bool:
+    """Whether the listing's statements carry no bind parameter: no cursor, no filter."""
+    return after is None and not _where(f)[1]
+
+
 async def count(db: Db, f: EventFilter) -> int:
     where, params = _where(f)
     sql = f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"

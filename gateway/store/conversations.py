@@ -15,7 +15,7 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Record
-from gateway.store.keyset import Keyset, newest_first_clauses
+from gateway.store.keyset import Keyset, limit_clause, newest_first_clauses
 
 
 def order_by(alias: str | None = None) -> str:
@@ -109,11 +109,17 @@ def listing_sql(
         params.update(kparams)
         parts += [
             f"(SELECT '{s}' AS source, c.id, c.last_message_at FROM {TABLES[s]} c {clause} "
-            f"{ORDER} LIMIT :limit)"
+            f"{ORDER} {limit_clause(limit)})"
             for clause in clauses
         ]
-    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} LIMIT :limit"
-    return sql, {**params, "limit": limit}
+    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u {ORDER} {limit_clause(limit)}"
+    return sql, params
+
+
+def parameterless(f: ConversationFilter, after: Keyset | None) -> bool:
+    """Whether the listing's statements carry no bind parameter (``listing_sql``,
+    ``count_sql``): no cursor, and no filter with a value."""
+    return after is None and not _halves(f)[1]
 
 
 def sources(f: ConversationFilter) -> list[str]:

@@ -40,6 +40,14 @@ def oldest_first_after(after: Keyset, column: str, id_column: str) -> tuple[str,
     )
 
 
+def limit_clause(limit: int) -> str:
+    """A root listing's ``LIMIT``, written into its statement: a page size is one of a hundred
+    values, and a listing without other parameters then plans alike generic or custom
+    (``schema.engine.plan.OperationPlan.generic_plans``). A parameter's generic plan guessed a
+    tenth of the table (R1's listing: a hash join over every conversation)."""
+    return f"LIMIT {int(limit)}"
+
+
 def newest_first_parts(
     after: Keyset | None, column: str, id_column: str
 ) -> list[tuple[str | None, dict[str, object]]]:
@@ -93,12 +101,13 @@ async def newest_first_page(
     ``after`` in ``column DESC NULLS LAST, id_column DESC`` order: a statement for each part
     of ``newest_first_parts``, the next only when a page is not full (the rows without an
     instant come last)."""
-    order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC LIMIT :limit"
+    order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC"
     clauses, keyset_params = newest_first_clauses(where, after, column, id_column)
     rows: list[Record] = []
     for clause in clauses:
         rows += await db.fetch(
-            f"{source} {clause} {order}", {**params, **keyset_params, "limit": limit - len(rows)}
+            f"{source} {clause} {order} {limit_clause(limit - len(rows))}",
+            {**params, **keyset_params},
         )
         if len(rows) >= limit:
             break

@@ -35,6 +35,11 @@ async def page(
     return await newest_first_page(db, source, where, params, after, limit)
 
 
+def parameterless(status: str | None, starred: bool | None, after: Keyset | None) -> bool:
+    """Whether the listing's statements carry no bind parameter: no cursor, no filter."""
+    return after is None and not _filter(status, starred)[1]
+
+
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
     where, params = _filter(status, starred)
     clause = f"WHERE {' AND '.join(where)}" if where else ""

@@ -114,6 +114,9 @@ class RootPlan:
     field: FieldPlan  # key, name, nullability and nodes of the root field
     kind: int
     args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # LISTING: its statements carry no bind parameter (no filter value, no cursor; the page
+    # size is written into them), so that a generic plan of them is the custom one.
+    parameterless: bool = False
     # NODES: the decoded ids and whether the field is ``node`` (one) or ``nodes`` (a list).
     ids: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     single: bool = False
@@ -162,11 +165,16 @@ class OperationPlan:
     by_id: frozenset[str] = frozenset()
 
     @property
-    def keyed(self) -> bool:
-        """Whether every statement the operation sends reads (or writes) rows by key: by id,
-        or below a parent's id; no root listing or statistics, whose filters and page sizes
-        a generic plan would not see (``gateway.db.transactions.begin_as``)."""
-        return all(root.kind not in (LISTING, VALUE) for root in self.roots)
+    def generic_plans(self) -> bool:
+        """Whether every statement the operation sends may take a generic plan
+        (``gateway.db.transactions.begin_as``): each reads (or writes) rows by key, by id or
+        below a parent's id, or is a root listing without parameters
+        (``RootPlan.parameterless``). Statistics and listings with a filter value or a cursor
+        keep the server's choice: a generic plan would not see their values."""
+        return all(
+            root.kind != VALUE and (root.kind != LISTING or root.parameterless)
+            for root in self.roots
+        )
 
 
 def relations(roots: list[RootPlan]) -> list[FieldPlan]:

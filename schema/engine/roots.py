@@ -121,6 +121,7 @@ def compile_root(
             CONVERSATIONS,
             None,
         )
+        plan.parameterless = conversation_store.parameterless(plan.args["filter"], keyset)
     elif name == "projects":
         projects = args.get("filter")
         plan.args["status"] = projects.status.value if projects and projects.status else None
@@ -131,6 +132,9 @@ def compile_root(
             ["Project"],
             "t.created_at",
         )
+        plan.parameterless = project_store.parameterless(
+            plan.args["status"], plan.args["starred"], keyset
+        )
     elif name == "chatEvents":
         plan.args["filter"] = checked(lambda: event_filter(args.get("filter")))
         keyset, kind, types, cursor = (
@@ -139,6 +143,7 @@ def compile_root(
             ["ChatEvent"],
             "t.created_at",
         )
+        plan.parameterless = event_store.parameterless(plan.args["filter"], keyset)
     elif name == "researchHistory":
         wanted = args.get("filter")
         plan.args["source"] = wanted.source.value if wanted and wanted.source else None
