@@ -63,8 +63,9 @@ def test_rounds_default_to_one_and_refuse_zero() -> None:
     assert refused.value.code == 2
 
 
-def test_the_writes_are_measured_once() -> None:
-    """A second round of R7 would migrate conversations already migrated: other work."""
+def test_the_writes_are_flagged_to_run_once() -> None:
+    """The writes carry ``writes_data``, which the run's loop measures once: a second round of
+    R7 would migrate conversations already migrated (other work)."""
     workloads = build_workloads(Scale(conversations=60, messages=2, events=10), False, str)
     writes = {w.key for w in workloads if w.writes_data}
     assert writes == {"R7", "R8", "R8-hot"}

@@ -17,6 +17,7 @@ import pytest
 from gateway.auth import viewer_from_header
 from gateway.db import StatementCounter, Viewer, begin_as
 from gateway.settings import Settings
+from resolvers.ids import to_global_id
 from tests.conftest import bearer
 from tests.factories import (
     at,
@@ -204,10 +205,87 @@ async def test_pages_of_both_stores_cover_the_listing_once(
     instant = "lastMessageAt" if listing == "conversations" else "createdAt"
     assert [node[instant] for node in whole[-2:]] == [None, None]
     assert all(node[instant] is not None for node in whole[:-2])
+    for size in (1, 5):  # (one at a time: cursors on the rows without an instant too)
+        paged: list[dict[str, Any]] = []
+        after = None
+        while True:
+            current = await page(size, after)
+            paged += [edge["node"] for edge in current["edges"]]
+            if not current["pageInfo"]["hasNextPage"]:
+                break
+            after = current["edges"][-1]["cursor"]
+        assert paged == whole, size
+
+
+MESSAGES = (
+    "query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Conversation { "
+    "messages(first: $first, after: $after) { edges { cursor node { text createdAt } } "
+    "pageInfo { hasNextPage } } } } }"
+)
+
+
+@pytest.fixture
+async def long_conversations(owner: asyncpg.Connection) -> dict[str, uuid.UUID]:
+    """A conversation of each store with 12 messages, oldest first, with two at the same
+    instant (the id decides) and one without an instant (it comes last)."""
+    user = await make_user(owner)
+    made = {
+        "V1Conversation": await make_v1_conversation(owner, user),
+        "V2Conversation": await make_v2_conversation(owner, user),
+    }
+    for type_name, conversation in made.items():
+        table = "chat_messages" if type_name == "V1Conversation" else "v2_messages"
+        for i in range(12):
+            await insert(
+                owner, table, conversation_id=conversation, user_id=user, role="user",
+                message=f"m{i}", conversation_turn=i + 1,
+                created_at=None if i == 0 else at(min(i, 10)),  # m10 and m11: one instant
+            )
+    await owner.execute("ANALYZE chat_messages; ANALYZE v2_messages")
+    return made
+
+
+@pytest.mark.parametrize("type_name", ["V1Conversation", "V2Conversation"])
+async def test_a_deep_page_of_messages_starts_at_its_cursor(
+    client: httpx.AsyncClient, statements: StatementCounter, settings: Settings,
+    owner: asyncpg.Connection, long_conversations: dict[str, uuid.UUID], type_name: str,
+) -> None:
+    """A conversation's messages paged 5 at a time: the pages put together are the whole
+    list, the message without an instant last; after a cursor, the page is read from the
+    cursor on in the conversation's index (its rows before the cursor are not a filter)."""
+    headers = bearer(str(uuid.uuid4()), role="service_role")
+    node_id = to_global_id(type_name, long_conversations[type_name])
+
+    async def page(first: int, after: str | None) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql",
+            json={"query": MESSAGES, "variables": {"id": node_id, "first": first, "after": after}},
+            headers=headers,
+        )
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+        return response.json()["data"]["node"]["messages"]  # type: ignore[no-any-return]
+
+    table = "chat_messages" if type_name == "V1Conversation" else "v2_messages"
+    stored = await owner.fetch(
+        f"SELECT message FROM {table} WHERE conversation_id = $1 ORDER BY created_at, id",
+        long_conversations[type_name],
+    )
+    whole = [edge["node"] for edge in (await page(100, None))["edges"]]
+    assert [n["text"] for n in whole] == [r["message"] for r in stored]
+    assert len(whole) == 12 and whole[-1] == {"text": "m0", "createdAt": None}
     paged: list[dict[str, Any]] = []
     after = None
     while True:
+        statements.reset()
         current = await page(5, after)
+        if after is not None:
+            (statement, args) = next(s for s in statements.read_statements() if "LATERAL" in s[0])
+            plan = await plan_of(owner, Viewer.service(), settings, statement, args)
+            # the index range starts at the cursor: the row itself where the index has the id
+            # (v1), else its instant, the rows of that instant checked for the id (v2)
+            assert re.search(r"Index Cond: .*(ROW\(created_at, id\) >|created_at >= )", plan), plan
+            filters = [line for line in plan.splitlines() if "Filter:" in line]
+            assert not [f for f in filters if "IS NULL" in f], plan
         paged += [edge["node"] for edge in current["edges"]]
         if not current["pageInfo"]["hasNextPage"]:
             break

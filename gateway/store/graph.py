@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.store.keyset import newest_first_after, oldest_first_after
+from gateway.store.keyset import Keyset, newest_first_parts, oldest_first_parts
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,13 @@ class Order:
             return f"{alias}.{self.instant} DESC NULLS LAST, {alias}.id DESC"
         return f"{alias}.{self.instant}, {alias}.id"
 
-    def after(self, after: tuple[object, object], alias: str) -> tuple[str, dict[str, object]]:
-        predicate = newest_first_after if self.newest_first else oldest_first_after
-        return predicate(after, f"{alias}.{self.instant}", f"{alias}.id")  # type: ignore[arg-type]
+    def parts(
+        self, after: Keyset | None, alias: str
+    ) -> list[tuple[str | None, dict[str, object]]]:
+        """The rows after ``after`` as ranges of an index in this order, read one after the
+        other (``gateway.store.keyset``): those with an instant, then those without."""
+        parts = newest_first_parts if self.newest_first else oldest_first_parts
+        return parts(after, f"{alias}.{self.instant}", f"{alias}.id")
 
 
 @dataclass(frozen=True)

@@ -24,27 +24,12 @@ def newest_first_after(after: Keyset, column: str, id_column: str) -> tuple[str,
     )
 
 
-def oldest_first_after(after: Keyset, column: str, id_column: str) -> tuple[str, dict[str, object]]:
-    """The rows strictly after ``after`` in ``column, id_column`` order (ascending: the rows
-    without an instant come last, by id). The row comparison keeps the index's range scan."""
-    at, row_id = after
-    if at is None:
-        return (
-            f"({column} IS NULL AND {id_column} > CAST(:after_id AS uuid))",
-            {"after_id": row_id},
-        )
-    return (
-        f"(({column}, {id_column}) > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
-        f" OR {column} IS NULL)",
-        {"after_at": at, "after_id": row_id},
-    )
-
-
 def limit_clause(limit: int) -> str:
-    """A root listing's ``LIMIT``, written into its statement: a page size is one of a hundred
-    values, and a listing without other parameters then plans alike generic or custom
-    (``schema.engine.plan.OperationPlan.generic_plans``). A parameter's generic plan guessed a
-    tenth of the table (R1's listing: a hash join over every conversation)."""
+    """A page's ``LIMIT``, written into its statement (a page size is one of a hundred
+    values): a listing without other parameters then plans alike generic or custom
+    (``schema.engine.plan.OperationPlan.generic_plans``), and a page below it plans for its
+    size. A parameter's generic plan guessed a tenth of the table (R1's listing: a hash join
+    over every conversation)."""
     return f"LIMIT {int(limit)}"
 
 
@@ -64,6 +49,31 @@ def newest_first_parts(
     return [
         (
             f"({column}, {id_column}) < "
+            "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))",
+            {"after_at": at, "after_id": row_id},
+        ),
+        (f"{column} IS NULL", {}),
+    ]
+
+
+def oldest_first_parts(
+    after: Keyset | None, column: str, id_column: str
+) -> list[tuple[str | None, dict[str, object]]]:
+    """``newest_first_parts`` in ``column, id_column`` order (ascending, the rows without an
+    instant last, by id): those with an instant after the cursor's, then those without one."""
+    if after is None:
+        return [(None, {})]
+    at, row_id = after
+    if at is None:
+        return [
+            (
+                f"({column} IS NULL AND {id_column} > CAST(:after_id AS uuid))",
+                {"after_id": row_id},
+            )
+        ]
+    return [
+        (
+            f"({column}, {id_column}) > "
             "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))",
             {"after_at": at, "after_id": row_id},
         ),
@@ -105,10 +115,11 @@ async def newest_first_page(
     clauses, keyset_params = newest_first_clauses(where, after, column, id_column)
     rows: list[Record] = []
     for clause in clauses:
-        rows += await db.fetch(
-            f"{source} {clause} {order} {limit_clause(limit - len(rows))}",
-            {**params, **keyset_params},
-        )
+        # the same text for every page (the driver prepares each text once): the second
+        # part's surplus rows, if any, are dropped here
+        found = await db.fetch(f"{source} {clause} {order} {limit_clause(limit)}",
+                               {**params, **keyset_params})
+        rows += found[: limit - len(rows)]
         if len(rows) >= limit:
             break
     return rows

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.db import Db
 from gateway.store.graph import Entity, Page
-from gateway.store.keyset import Keyset
+from gateway.store.keyset import Keyset, limit_clause
 
 
 def key(sql: str) -> str:
@@ -82,19 +82,30 @@ async def pages(
 ) -> list[Any]:
     """The first ``limit`` rows (after ``after``) of each parent, in one statement; each
     record ends with its parent's position in ``parents``, from 1 (an integer decodes in a
-    fraction of a uuid's time, and finds its group without hashing)."""
-    params: dict[str, object] = {"parents": list(parents), "limit": limit}
-    where = f"t.{page.parent} = k.parent_key"
-    if after is not None:
-        predicate, keyset_params = page.order.after(after, "t")
-        where += f" AND {predicate}"
+    fraction of a uuid's time, and finds its group without hashing). After a cursor, each
+    parent's rows are the ranges of ``Order.parts``, read in turn until the page is full: a
+    deep page starts where its cursor is, in the parent's index."""
+    params: dict[str, object] = {"parents": list(parents)}
+    order = page.order.sql("t")
+    ranges = []
+    for predicate, keyset_params in page.order.parts(after, "t"):
+        where = f"t.{page.parent} = k.parent_key"
+        if predicate is not None:
+            where += f" AND {predicate}"
         params.update(keyset_params)
+        ranges.append(
+            f"SELECT {select_list(columns, keyed=keyed)} FROM {entity.table} t WHERE {where} "
+            f"ORDER BY {order} {limit_clause(limit)}"
+        )
+    # A parent's ranges in turn (UNION ALL appends them in order), as many rows as a page.
+    rows = (
+        ranges[0]
+        if len(ranges) == 1
+        else " UNION ALL ".join(f"({r})" for r in ranges) + f" {limit_clause(limit)}"
+    )
     sql = f"""
     SELECT x.*, k.n FROM unnest(CAST(:parents AS uuid[])) WITH ORDINALITY AS k(parent_key, n)
-    CROSS JOIN LATERAL (
-      SELECT {select_list(columns, keyed=keyed)} FROM {entity.table} t WHERE {where}
-      ORDER BY {page.order.sql("t")} LIMIT :limit
-    ) x
+    CROSS JOIN LATERAL ({rows}) x
     """
     return await db.fetch(sql, params)
 
