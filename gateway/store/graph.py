@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.store.keyset import Keyset, newest_first_parts, oldest_first_parts
+from gateway.store.keyset import Keyset, keyset_parts
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,9 @@ class Order:
     ) -> list[tuple[str | None, dict[str, object]]]:
         """The rows after ``after`` as ranges of an index in this order, read one after the
         other (``gateway.store.keyset``): those with an instant, then those without."""
-        parts = newest_first_parts if self.newest_first else oldest_first_parts
-        return parts(after, f"{alias}.{self.instant}", f"{alias}.id")
+        return keyset_parts(
+            after, f"{alias}.{self.instant}", f"{alias}.id", newest_first=self.newest_first
+        )
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,6 @@ from gateway.store import Record
 Keyset = tuple[datetime | None, UUID]
 
 
-def newest_first_after(after: Keyset, column: str, id_column: str) -> tuple[str, dict[str, object]]:
-    """The rows strictly after ``after`` in ``column DESC NULLS LAST, id_column DESC`` order."""
-    at, row_id = after
-    if at is None:
-        return f"({column} IS NULL AND {id_column} < :after_id)", {"after_id": row_id}
-    return (
-        f"({column} < :after_at OR ({column} = :after_at AND {id_column} < :after_id)"
-        f" OR {column} IS NULL)",
-        {"after_at": at, "after_id": row_id},
-    )
-
-
 def limit_clause(limit: int) -> str:
     """A page's ``LIMIT``, written into its statement (a page size is one of a hundred
     values): a listing without other parameters then plans alike generic or custom
@@ -33,47 +21,29 @@ def limit_clause(limit: int) -> str:
     return f"LIMIT {int(limit)}"
 
 
-def newest_first_parts(
-    after: Keyset | None, column: str, id_column: str
+def keyset_parts(
+    after: Keyset | None, column: str, id_column: str, *, newest_first: bool
 ) -> list[tuple[str | None, dict[str, object]]]:
-    """The rows after ``after`` in ``column DESC NULLS LAST, id_column DESC`` order as parts
-    read one after the other, each a range of the index in that order at any depth: the rows
-    with an instant before the cursor's (a row comparison), then those without one. One
-    predicate with ``OR column IS NULL`` is no index condition: a page that deep read every
-    row before it."""
+    """The rows after ``after``, in ``column DESC NULLS LAST, id_column DESC`` order
+    (``newest_first``) or ``column, id_column`` (ascending, NULLs last too), as parts read one
+    after the other, each a range of the index in that order at any depth: the rows with an
+    instant beyond the cursor's (a row comparison), then those without one. One predicate
+    with ``OR column IS NULL`` is no index condition: a page that deep read every row before
+    it. A cursor on a row without an instant is one part: the rows without one beyond its id."""
     if after is None:
         return [(None, {})]
     at, row_id = after
-    if at is None:
-        return [newest_first_after(after, column, id_column)]
-    return [
-        (
-            f"({column}, {id_column}) < "
-            "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))",
-            {"after_at": at, "after_id": row_id},
-        ),
-        (f"{column} IS NULL", {}),
-    ]
-
-
-def oldest_first_parts(
-    after: Keyset | None, column: str, id_column: str
-) -> list[tuple[str | None, dict[str, object]]]:
-    """``newest_first_parts`` in ``column, id_column`` order (ascending, the rows without an
-    instant last, by id): those with an instant after the cursor's, then those without one."""
-    if after is None:
-        return [(None, {})]
-    at, row_id = after
+    beyond = "<" if newest_first else ">"
     if at is None:
         return [
             (
-                f"({column} IS NULL AND {id_column} > CAST(:after_id AS uuid))",
+                f"({column} IS NULL AND {id_column} {beyond} CAST(:after_id AS uuid))",
                 {"after_id": row_id},
             )
         ]
     return [
         (
-            f"({column}, {id_column}) > "
+            f"({column}, {id_column}) {beyond} "
             "(CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))",
             {"after_at": at, "after_id": row_id},
         ),
@@ -84,13 +54,13 @@ def oldest_first_parts(
 def newest_first_clauses(
     where: list[str], after: Keyset | None, column: str, id_column: str
 ) -> tuple[list[str], dict[str, object]]:
-    """The ``WHERE`` clause ("" for none) of each part of ``newest_first_parts``: ``where``
+    """The ``WHERE`` clause ("" for none) of each newest-first part of ``keyset_parts``: ``where``
     and the part's range, and the parameters of them all. A listing of several stores reads
     each store's parts in one statement, as sub-selects joined by ``UNION ALL`` under the
     listing's order and limit: every part a range of the index, at any depth."""
     clauses: list[str] = []
     params: dict[str, object] = {}
-    for predicate, part_params in newest_first_parts(after, column, id_column):
+    for predicate, part_params in keyset_parts(after, column, id_column, newest_first=True):
         conditions = where if predicate is None else [*where, predicate]
         clauses.append(f"WHERE {' AND '.join(conditions)}" if conditions else "")
         params.update(part_params)
@@ -109,7 +79,7 @@ async def newest_first_page(
 ) -> list[Record]:
     """Up to ``limit`` rows of ``source`` (``SELECT … FROM table t``) matching ``where``, after
     ``after`` in ``column DESC NULLS LAST, id_column DESC`` order: a statement for each part
-    of ``newest_first_parts``, the next only when a page is not full (the rows without an
+    of ``keyset_parts``, the next only when a page is not full (the rows without an
     instant come last)."""
     order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC"
     clauses, keyset_params = newest_first_clauses(where, after, column, id_column)

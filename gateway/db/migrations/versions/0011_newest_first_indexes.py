@@ -2,7 +2,7 @@
 
 ``projects``, the analytics ``chatEvents`` and the viewer's ``researchHistory`` (both stores)
 list newest first with the rows without an instant last
-(``gateway.store.keyset.newest_first_after``). Their indexes (the seed's, revisions 0003, 0004
+(``gateway.store.keyset.keyset_parts``). Their indexes (the seed's, revisions 0003, 0004
 and 0006) sort ``created_at DESC``, where NULLs come first, and without the id: PostgreSQL could
 not read a page from them and sorted every row of the listing for each page
 (``projects(first: 20)`` over 5,000 projects, 1.0 ms of its CPU; ``chatEvents(first: 20)`` over
