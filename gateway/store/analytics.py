@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 
 from gateway.db import Db
-from gateway.store import Record, Row
+from gateway.store import Record, Row, where_clause
 from gateway.store.keyset import Keyset, newest_first_page
 
 # groupBy value -> (SQL expression, output column)
@@ -49,10 +49,6 @@ def _where(f: EventFilter) -> tuple[list[str], dict[str, object]]:
     return where, params
 
 
-def _clause(where: list[str]) -> str:
-    return f"WHERE {' AND '.join(where)}" if where else ""
-
-
 async def page(
     db: Db, f: EventFilter, *, after: Keyset | None, limit: int, columns: str
 ) -> list[Record]:
@@ -69,7 +65,7 @@ def parameterless(f: EventFilter, after: Keyset | None) -> bool:
 
 async def count(db: Db, f: EventFilter) -> int:
     where, params = _where(f)
-    sql = f"SELECT count(*) FROM analytics.chat_events {_clause(where)}"
+    sql = f"SELECT count(*) FROM analytics.chat_events {where_clause(where)}"
     return int(await db.value(sql, params))
 
 
@@ -89,6 +85,6 @@ async def stats(db: Db, f: EventFilter, group_by: Sequence[str]) -> list[Row]:
         f"SELECT {', '.join(selected)}, count(*)::int AS events, "
         "coalesce(sum(tokens_total), 0)::bigint AS tokens_total, "
         "coalesce(sum(cost_total), 0)::numeric AS cost_total "
-        f"FROM analytics.chat_events {_clause(where)} {group_clause} {order}"
+        f"FROM analytics.chat_events {where_clause(where)} {group_clause} {order}"
     )
     return list(await db.rows(text(sql), params))

@@ -14,7 +14,7 @@ from datetime import datetime
 from uuid import UUID
 
 from gateway.db import Db
-from gateway.store import Record
+from gateway.store import Record, where_clause
 from gateway.store.keyset import Keyset, limit_clause, newest_first_clauses
 
 
@@ -151,7 +151,7 @@ def count_sql(f: ConversationFilter) -> tuple[str, dict[str, object]]:
     if not halves:
         return "SELECT 0", {}
     parts = [
-        f"(SELECT count(*) FROM {TABLES[s]} c {'WHERE ' + ' AND '.join(where) if where else ''})"
+        f"(SELECT count(*) FROM {TABLES[s]} c {where_clause(where)})"
         for s, where in halves
     ]
     return f"SELECT ({' + '.join(parts)})::int", params

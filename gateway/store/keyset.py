@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from gateway.db import Db
-from gateway.store import Record
+from gateway.store import Record, where_clause
 
 Keyset = tuple[datetime | None, UUID]
 
@@ -62,7 +62,7 @@ def newest_first_clauses(
     params: dict[str, object] = {}
     for predicate, part_params in keyset_parts(after, column, id_column, newest_first=True):
         conditions = where if predicate is None else [*where, predicate]
-        clauses.append(f"WHERE {' AND '.join(conditions)}" if conditions else "")
+        clauses.append(where_clause(conditions))
         params.update(part_params)
     return clauses, params
 

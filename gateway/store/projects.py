@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.db import Db
-from gateway.store import Record
+from gateway.store import Record, where_clause
 from gateway.store.keyset import Keyset, newest_first_page
 
 
@@ -42,5 +42,4 @@ def parameterless(status: str | None, starred: bool | None, after: Keyset | None
 
 async def count(db: Db, *, status: str | None, starred: bool | None) -> int:
     where, params = _filter(status, starred)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return int(await db.value(f"SELECT count(*) FROM v2_projects {clause}", params))
+    return int(await db.value(f"SELECT count(*) FROM v2_projects {where_clause(where)}", params))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from gateway.db import Db
-from gateway.store import Record
+from gateway.store import Record, where_clause
 
 
 async def cities_page(
@@ -21,13 +21,13 @@ async def cities_page(
     if after is not None:
         where.append("(name, id) > (:after_name, CAST(:after_id AS uuid))")
         params.update(after_name=after[0], after_id=after[1])
-    sql = f"SELECT {columns} FROM cities t {_where(where)} ORDER BY t.name, t.id LIMIT :limit"
+    sql = f"SELECT {columns} FROM cities t {where_clause(where)} ORDER BY t.name, t.id LIMIT :limit"
     return await db.fetch(sql, {**params, "limit": limit})
 
 
 async def cities_count(db: Db, *, search: str | None) -> int:
     where, params = _city_filter(search)
-    return int(await db.value(f"SELECT count(*) FROM cities {_where(where)}", params))
+    return int(await db.value(f"SELECT count(*) FROM cities {where_clause(where)}", params))
 
 
 def _city_filter(search: str | None) -> tuple[list[str], dict[str, object]]:
@@ -35,10 +35,6 @@ def _city_filter(search: str | None) -> tuple[list[str], dict[str, object]]:
         return [], {}
     escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return ["name ILIKE :pattern"], {"pattern": f"%{escaped}%"}
-
-
-def _where(conditions: list[str]) -> str:
-    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 async def documents_page(
@@ -57,7 +53,7 @@ async def documents_page(
         where.append("(coalesce(title, ''), id) > (:after_title, CAST(:after_id AS uuid))")
         params.update(after_title=after[0], after_id=after[1])
     sql = (
-        f"SELECT {columns} FROM documents t {_where(where)} "
+        f"SELECT {columns} FROM documents t {where_clause(where)} "
         "ORDER BY coalesce(t.title, ''), t.id LIMIT :limit"
     )
     return await db.fetch(sql, {**params, "limit": limit})
@@ -65,7 +61,7 @@ async def documents_page(
 
 async def documents_count(db: Db, *, city_id: UUID | None, zone_id: UUID | None) -> int:
     where, params = _document_filter(city_id, zone_id)
-    return int(await db.value(f"SELECT count(*) FROM documents {_where(where)}", params))
+    return int(await db.value(f"SELECT count(*) FROM documents {where_clause(where)}", params))
 
 
 def _document_filter(
