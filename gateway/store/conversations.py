@@ -15,13 +15,13 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Record, where_clause
-from gateway.store.keyset import Keyset, limit_clause, newest_first_clauses
+from gateway.store.keyset import Keyset, limit_clause, newest_first_clauses, newest_first_order
 
 
 def order_by(alias: str | None = None) -> str:
     """The listing's order (newest message first), of ``alias``'s columns."""
     at = f"{alias}." if alias else ""
-    return f"ORDER BY {at}last_message_at DESC NULLS LAST, {at}id DESC"
+    return f"ORDER BY {newest_first_order(f'{at}last_message_at', f'{at}id')}"
 
 
 ORDER = order_by()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.store.keyset import Keyset, keyset_parts
+from gateway.store.keyset import Keyset, keyset_parts, newest_first_order
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Order:
 
     def sql(self, alias: str) -> str:
         if self.newest_first:
-            return f"{alias}.{self.instant} DESC NULLS LAST, {alias}.id DESC"
+            return newest_first_order(f"{alias}.{self.instant}", f"{alias}.id")
         return f"{alias}.{self.instant}, {alias}.id"
 
     def parts(

@@ -21,6 +21,12 @@ def limit_clause(limit: int) -> str:
     return f"LIMIT {int(limit)}"
 
 
+def newest_first_order(column: str, id_column: str) -> str:
+    """The newest-first order (``ORDER BY``'s terms): the instant descending, the rows without
+    one last, then the id descending. ``keyset_parts`` reads the rows after a cursor in it."""
+    return f"{column} DESC NULLS LAST, {id_column} DESC"
+
+
 def keyset_parts(
     after: Keyset | None, column: str, id_column: str, *, newest_first: bool
 ) -> list[tuple[str | None, dict[str, object]]]:
@@ -81,7 +87,7 @@ async def newest_first_page(
     ``after`` in ``column DESC NULLS LAST, id_column DESC`` order: a statement for each part
     of ``keyset_parts``, the next only when a page is not full (the rows without an
     instant come last)."""
-    order = f"ORDER BY {column} DESC NULLS LAST, {id_column} DESC"
+    order = f"ORDER BY {newest_first_order(column, id_column)}"
     clauses, keyset_params = newest_first_clauses(where, after, column, id_column)
     rows: list[Record] = []
     for clause in clauses:

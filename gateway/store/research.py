@@ -8,10 +8,10 @@ from uuid import UUID
 
 from gateway.db import Db
 from gateway.store import Record
-from gateway.store.keyset import Keyset, newest_first_clauses
+from gateway.store.keyset import Keyset, newest_first_clauses, newest_first_order
 
 TABLES = {"v1": "research_history", "v2": "v2_research_history"}
-ORDER = "ORDER BY created_at DESC NULLS LAST, id DESC"
+ORDER = f"ORDER BY {newest_first_order('created_at', 'id')}"
 
 
 async def listing(
